@@ -1,0 +1,209 @@
+//! Finding the token in a request: only in the places `auth.token_from` lists.
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, COOKIE};
+
+/// A place a token may be read from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    Header,
+    Query(String),
+    Cookie(String),
+}
+
+impl TokenSource {
+    pub fn parse(spec: &str) -> Option<TokenSource> {
+        if spec == "header" {
+            Some(TokenSource::Header)
+        } else if let Some(n) = spec.strip_prefix("query:") {
+            Some(TokenSource::Query(n.to_string())).filter(|_| !n.is_empty())
+        } else if let Some(n) = spec.strip_prefix("cookie:") {
+            Some(TokenSource::Cookie(n.to_string())).filter(|_| !n.is_empty())
+        } else {
+            None
+        }
+    }
+}
+
+/// Why no usable token could be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExtractError {
+    /// RFC 6750 §3.1 invalid_request: more than one token or Authorization header.
+    Ambiguous(&'static str),
+    /// A bearer credential that is not even token68.
+    Malformed,
+}
+
+/// A token found in the request, and where.
+#[derive(Debug)]
+pub struct Found {
+    pub token: String,
+    pub source: TokenSource,
+}
+
+/// Reads the one token of the request from the configured places.
+/// `Ok(None)`: no token at all (a plain 401 without an error attribute).
+pub fn extract(
+    headers: &HeaderMap,
+    query: Option<&str>,
+    sources: &[TokenSource],
+) -> Result<Option<Found>, ExtractError> {
+    let mut found: Option<Found> = None;
+    for source in sources {
+        let token = match source {
+            TokenSource::Header => from_header(headers)?,
+            TokenSource::Query(name) => from_query(query, name)?,
+            TokenSource::Cookie(name) => from_cookie(headers, name)?,
+        };
+        if let Some(token) = token {
+            if found.is_some() {
+                // RFC 6750 §2: a client must not use more than one method.
+                return Err(ExtractError::Ambiguous("token sent in more than one place"));
+            }
+            found = Some(Found {
+                token,
+                source: source.clone(),
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn from_header(headers: &HeaderMap) -> Result<Option<String>, ExtractError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ExtractError::Ambiguous("more than one Authorization header"));
+    }
+    let value = value.to_str().map_err(|_| ExtractError::Malformed)?;
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        // "Bearer" alone is a malformed bearer credential; another scheme alone
+        // is simply not a bearer token.
+        return if value.eq_ignore_ascii_case("bearer") {
+            Err(ExtractError::Malformed)
+        } else {
+            Ok(None)
+        };
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    let token = rest.trim_matches(' ');
+    if token.is_empty() || !token.bytes().all(is_token68) {
+        return Err(ExtractError::Malformed);
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// RFC 7235 token68 characters.
+fn is_token68(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+}
+
+fn from_query(query: Option<&str>, name: &str) -> Result<Option<String>, ExtractError> {
+    let Some(q) = query else { return Ok(None) };
+    let mut found = None;
+    for (k, v) in crate::policy::query_pairs(q) {
+        if k == name {
+            if found.is_some() {
+                return Err(ExtractError::Ambiguous("token parameter given twice"));
+            }
+            found = Some(v);
+        }
+    }
+    match found {
+        Some(v) if v.is_empty() => Err(ExtractError::Malformed),
+        Some(v) if !v.bytes().all(is_token68) => Err(ExtractError::Malformed),
+        other => Ok(other),
+    }
+}
+
+fn from_cookie(headers: &HeaderMap, name: &str) -> Result<Option<String>, ExtractError> {
+    let mut found = None;
+    for value in headers.get_all(COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            let Some((k, v)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if k.trim() == name {
+                if found.is_some() {
+                    return Err(ExtractError::Ambiguous("token cookie given twice"));
+                }
+                found = Some(v.trim().trim_matches('"').to_string());
+            }
+        }
+    }
+    match found {
+        Some(v) if v.is_empty() || !v.bytes().all(is_token68) => Err(ExtractError::Malformed),
+        other => Ok(other),
+    }
+}
+
+/// Removes the cookie `name` from the Cookie headers (a token read from a
+/// cookie is not forwarded).
+pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split_once('=').map(|(k, _)| k.trim()) != Some(name))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = http::HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        m
+    }
+
+    #[test]
+    fn header_forms() {
+        let src = [TokenSource::Header];
+        assert_eq!(extract(&h(&[("authorization", "Bearer a.b.c")]), None, &src).unwrap().unwrap().token, "a.b.c");
+        assert_eq!(extract(&h(&[("authorization", "bearer  a.b.c")]), None, &src).unwrap().unwrap().token, "a.b.c");
+        assert!(extract(&h(&[("authorization", "Basic abc")]), None, &src).unwrap().is_none());
+        assert!(extract(&h(&[]), None, &src).unwrap().is_none());
+        assert_eq!(extract(&h(&[("authorization", "Bearer")]), None, &src).unwrap_err(), ExtractError::Malformed);
+        assert!(matches!(
+            extract(&h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]), None, &src),
+            Err(ExtractError::Ambiguous(_))
+        ));
+    }
+
+    #[test]
+    fn query_and_cookie() {
+        let src = [TokenSource::Header, TokenSource::Query("access_token".into()), TokenSource::Cookie("jwt".into())];
+        let f = extract(&h(&[]), Some("x=1&access_token=a.b.c"), &src).unwrap().unwrap();
+        assert_eq!(f.source, TokenSource::Query("access_token".into()));
+        let f = extract(&h(&[("cookie", "a=1; jwt=x.y.z")]), None, &src).unwrap().unwrap();
+        assert_eq!(f.token, "x.y.z");
+        assert!(matches!(
+            extract(&h(&[("authorization", "Bearer a.b.c")]), Some("access_token=a.b.c"), &src),
+            Err(ExtractError::Ambiguous(_))
+        ));
+        // Not listed: not read.
+        assert!(extract(&h(&[]), Some("token=a.b.c"), &src).unwrap().is_none());
+        let mut m = h(&[("cookie", "a=1; jwt=x.y.z; b=2")]);
+        strip_cookie(&mut m, "jwt");
+        assert_eq!(m.get(COOKIE).unwrap(), "a=1; b=2");
+    }
+}

@@ -1,0 +1,108 @@
+//! Parsing of configured key material: the local HMAC secret.
+
+use base64::Engine;
+use base64::engine::general_purpose::{URL_SAFE_NO_PAD, URL_SAFE};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+
+use crate::config::{ConfigError, SecretConfig, read_key_file};
+
+/// The local shared secret and what it may verify.
+pub struct HmacKey {
+    pub decoding: DecodingKey,
+    pub encoding: EncodingKey,
+    /// Allowed algorithms, in configuration order (the first one signs).
+    pub algorithms: Vec<Algorithm>,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HmacKey")
+            .field("algorithms", &self.algorithms)
+            .field("issuer", &self.issuer)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        origin: "configuration".into(),
+        message: message.into(),
+    }
+}
+
+impl HmacKey {
+    /// Builds the key from `auth.secret`; `None` when no secret is configured.
+    pub fn from_config(cfg: &SecretConfig) -> Result<Option<HmacKey>, ConfigError> {
+        let bytes: Vec<u8> = if !cfg.value.is_empty() {
+            cfg.value.expose().as_bytes().to_vec()
+        } else if !cfg.file.is_empty() {
+            let raw = read_key_file("auth.secret.file", &cfg.file)?;
+            // A trailing newline is an editor's, not part of the secret.
+            let mut end = raw.len();
+            while end > 0 && (raw[end - 1] == b'\n' || raw[end - 1] == b'\r') {
+                end -= 1;
+            }
+            raw[..end].to_vec()
+        } else if !cfg.jwk.is_empty() {
+            oct_jwk_bytes(cfg.jwk.expose()).map_err(|m| invalid("auth.secret.jwk", m))?
+        } else {
+            return Ok(None);
+        };
+        if bytes.is_empty() {
+            return Err(invalid("auth.secret", "the secret is empty"));
+        }
+        let algorithms = cfg
+            .algorithms
+            .iter()
+            .map(|a| match a.as_str() {
+                "HS256" => Ok(Algorithm::HS256),
+                "HS384" => Ok(Algorithm::HS384),
+                "HS512" => Ok(Algorithm::HS512),
+                other => Err(invalid(
+                    "auth.secret.algorithms",
+                    format!("{other:?} is not an HMAC algorithm"),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(HmacKey {
+            decoding: DecodingKey::from_secret(&bytes),
+            encoding: EncodingKey::from_secret(&bytes),
+            algorithms,
+            issuer: Some(cfg.issuer.clone()).filter(|s| !s.is_empty()),
+            audiences: cfg.audiences.clone(),
+        }))
+    }
+}
+
+/// The raw bytes of an oct JWK (`{"kty":"oct","k":"..."}`), as Ampho stores
+/// its `AMPHO_SECURITY_KEY`.
+pub fn oct_jwk_bytes(json: &str) -> Result<Vec<u8>, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    match obj.get("kty").and_then(|k| k.as_str()) {
+        Some("oct") => {}
+        Some(other) => return Err(format!("kty is {other:?}, expected \"oct\"")),
+        None => return Err("missing kty".into()),
+    }
+    let k = obj
+        .get("k")
+        .and_then(|k| k.as_str())
+        .ok_or("missing k (the base64url key)")?;
+    // Some tools pad base64url; accept both forms.
+    URL_SAFE_NO_PAD
+        .decode(k.trim_end_matches('='))
+        .or_else(|_| URL_SAFE.decode(k))
+        .map_err(|_| "k is not base64url".to_string())
+        .and_then(|b| {
+            if b.is_empty() {
+                Err("k is empty".to_string())
+            } else {
+                Ok(b)
+            }
+        })
+}

@@ -1,0 +1,296 @@
+//! Token verification: the algorithm family picks the key source, never the
+//! token. HS* tokens are checked only with `auth.secret`; asymmetric ones
+//! only with the keys of the `[[auth.issuers]]` entry their `iss` names.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use serde_json::{Map, Value};
+
+use super::cache::TokenCache;
+use super::claims::{self, now};
+use super::jwks::Issuers;
+use super::keys::HmacKey;
+use crate::metrics::Metrics;
+
+/// Longest token accepted: far above any real JWT, far below a header limit.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Longest `kid` looked up; longer ones are refused before any lookup.
+pub const MAX_KID_BYTES: usize = 256;
+/// Keys tried for a token without `kid`.
+pub const MAX_KEYS_WITHOUT_KID: usize = 4;
+
+/// A verified caller.
+#[derive(Debug)]
+pub struct Identity {
+    pub user: String,
+    pub claims: Map<String, Value>,
+    pub exp: u64,
+    /// The token's payload segment: base64url of exactly the verified claims JSON.
+    pub payload_b64: Box<str>,
+    /// The `[[auth.issuers]]` entry that verified it, or `None` for the local secret.
+    pub issuer: Option<String>,
+}
+
+/// Why a token was refused. Descriptions never echo the token and never
+/// tell which of several keys almost matched.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VerifyError {
+    #[error("token is malformed: {0}")]
+    Malformed(&'static str),
+    #[error("token is too large")]
+    TooLarge,
+    #[error("alg \"none\" is never accepted")]
+    AlgNone,
+    #[error("unsupported algorithm {0}")]
+    UnsupportedAlg(String),
+    #[error("algorithm {0} is not allowed")]
+    AlgNotAllowed(String),
+    #[error("token has a crit header; no extensions are understood")]
+    Crit,
+    #[error("signature is invalid")]
+    BadSignature,
+    #[error("token has no exp claim")]
+    MissingExp,
+    #[error("token expired {ago}s ago")]
+    Expired { ago: u64 },
+    #[error("token is not valid for another {in_secs}s (nbf)")]
+    NotYetValid { in_secs: u64 },
+    #[error("token is issued {in_secs}s in the future (iat)")]
+    IssuedInFuture { in_secs: u64 },
+    #[error("{0}")]
+    BadClaim(String),
+    #[error("issuer (iss) is not the one expected")]
+    WrongIssuer,
+    #[error("audience (aud) does not match")]
+    WrongAudience,
+    #[error("token names no user (none of the claims {0})")]
+    NoUser(String),
+    #[error("HMAC-signed tokens are not accepted here")]
+    NoHmacKey,
+    #[error("HMAC-signed token claims an asymmetric issuer")]
+    HmacForAsymmetricIssuer,
+    #[error("issuer (iss) is not trusted")]
+    UntrustedIssuer,
+    #[error("key id (kid) is not valid")]
+    BadKid,
+    #[error("no key of the issuer matches the token's kid")]
+    UnknownKid,
+    #[error("no key of the issuer fits the token's algorithm")]
+    NoSuitableKey,
+    #[error("the issuer's keys are not available yet")]
+    KeysUnavailable { retry_after: u64 },
+}
+
+impl VerifyError {
+    /// A short label for metrics and access logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Malformed(_) | VerifyError::TooLarge => "malformed",
+            VerifyError::AlgNone
+            | VerifyError::UnsupportedAlg(_)
+            | VerifyError::AlgNotAllowed(_)
+            | VerifyError::NoHmacKey => "algorithm",
+            VerifyError::Crit => "crit",
+            VerifyError::BadSignature => "signature",
+            VerifyError::MissingExp | VerifyError::BadClaim(_) => "claims",
+            VerifyError::Expired { .. } => "expired",
+            VerifyError::NotYetValid { .. } | VerifyError::IssuedInFuture { .. } => "not_yet_valid",
+            VerifyError::WrongIssuer
+            | VerifyError::UntrustedIssuer
+            | VerifyError::HmacForAsymmetricIssuer => "issuer",
+            VerifyError::WrongAudience => "audience",
+            VerifyError::NoUser(_) => "no_user",
+            VerifyError::BadKid | VerifyError::UnknownKid | VerifyError::NoSuitableKey => "unknown_kid",
+            VerifyError::KeysUnavailable { .. } => "keys_unavailable",
+        }
+    }
+}
+
+/// The parts of a JOSE header the gate looks at. Everything else
+/// (`jku`, `x5u`, `x5c`, `jwk`) is ignored: nothing is ever fetched or
+/// trusted from a token.
+struct Header {
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+fn parse_header(segment: &str) -> Result<Header, VerifyError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| VerifyError::Malformed("header is not base64url"))?;
+    let map: Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed("header is not a JSON object"))?;
+    // RFC 7515 §4.1.11: an extension we do not understand must be refused.
+    if map.contains_key("crit") {
+        return Err(VerifyError::Crit);
+    }
+    let alg = match map.get("alg") {
+        Some(Value::String(a)) => a.as_str(),
+        _ => return Err(VerifyError::Malformed("header has no alg")),
+    };
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(VerifyError::AlgNone);
+    }
+    let alg: Algorithm = alg
+        .parse()
+        .map_err(|_| VerifyError::UnsupportedAlg(truncate(alg, 16)))?;
+    let kid = match map.get("kid") {
+        None => None,
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KID_BYTES => Some(k.clone()),
+        Some(_) => return Err(VerifyError::BadKid),
+    };
+    Ok(Header { alg, kid })
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).filter(|c| !c.is_control()).collect()
+}
+
+fn alg_name(alg: Algorithm) -> String {
+    format!("{alg:?}")
+}
+
+/// Verifies tokens for one configuration generation.
+pub struct Verifier {
+    hmac: Option<HmacKey>,
+    issuers: Issuers,
+    leeway: u64,
+    username_claims: Vec<String>,
+    cache: Option<Arc<TokenCache>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Verifier {
+    pub fn new(
+        hmac: Option<HmacKey>,
+        issuers: Issuers,
+        leeway: u64,
+        username_claims: Vec<String>,
+        cache: Option<Arc<TokenCache>>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Verifier {
+            hmac,
+            issuers,
+            leeway,
+            username_claims,
+            cache,
+            metrics,
+        }
+    }
+
+    pub fn hmac(&self) -> Option<&HmacKey> {
+        self.hmac.as_ref()
+    }
+
+    pub fn issuers(&self) -> &Issuers {
+        &self.issuers
+    }
+
+    pub fn cache(&self) -> Option<&Arc<TokenCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Verifies `token` fully, or answers from the cache of tokens verified before.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
+        if let Some(cache) = &self.cache {
+            if let Some(id) = cache.get(token) {
+                self.metrics.cache_hits.inc();
+                return Ok(id);
+            }
+            self.metrics.cache_misses.inc();
+        }
+        let id = Arc::new(self.verify_uncached(token).await?);
+        if let Some(cache) = &self.cache {
+            cache.insert(token, id.clone());
+        }
+        Ok(id)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Identity, VerifyError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed("expected three dot-separated parts"));
+        };
+        if s.is_empty() {
+            return Err(VerifyError::BadSignature);
+        }
+        let header = parse_header(h)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| VerifyError::Malformed("payload is not base64url"))?;
+        // Parsed before the signature check only to route by `iss`; nothing
+        // is decided from it until the signature has been verified.
+        let claims: Map<String, Value> = serde_json::from_slice(&payload)
+            .map_err(|_| VerifyError::Malformed("payload is not a JSON object"))?;
+        let message = &token[..h.len() + 1 + p.len()];
+        let now = now();
+
+        let (issuer, audiences): (Option<String>, &[String]) = match header.alg.family() {
+            AlgorithmFamily::Hmac => {
+                let key = self.hmac.as_ref().ok_or(VerifyError::NoHmacKey)?;
+                if !key.algorithms.contains(&header.alg) {
+                    return Err(VerifyError::AlgNotAllowed(alg_name(header.alg)));
+                }
+                // An HS token must never speak for an asymmetric issuer: that is
+                // the classic public-key-as-HMAC-secret confusion.
+                if let Some(Value::String(iss)) = claims.get("iss")
+                    && self.issuers.get(iss).is_some()
+                {
+                    return Err(VerifyError::HmacForAsymmetricIssuer);
+                }
+                verify_signature(s, message, &key.decoding, header.alg)?;
+                claims::check_issuer(&claims, key.issuer.as_deref())?;
+                (None, &key.audiences)
+            }
+            _ => {
+                let iss = match claims.get("iss") {
+                    Some(Value::String(iss)) => iss.as_str(),
+                    _ => return Err(VerifyError::UntrustedIssuer),
+                };
+                let issuer = self.issuers.get(iss).ok_or(VerifyError::UntrustedIssuer)?;
+                if !issuer.algorithms().contains(&header.alg) {
+                    return Err(VerifyError::AlgNotAllowed(alg_name(header.alg)));
+                }
+                let keys = issuer.keys_for(header.alg, header.kid.as_deref()).await?;
+                let verified = keys
+                    .iter()
+                    .take(MAX_KEYS_WITHOUT_KID)
+                    .any(|k| verify_signature(s, message, k, header.alg).is_ok());
+                if !verified {
+                    return Err(VerifyError::BadSignature);
+                }
+                (Some(iss.to_string()), issuer.audiences())
+            }
+        };
+        let exp = claims::check_times(&claims, now, self.leeway)?;
+        claims::check_audience(&claims, audiences)?;
+        let user = claims::username(&claims, &self.username_claims)?;
+        Ok(Identity {
+            user,
+            claims,
+            exp,
+            payload_b64: p.into(),
+            issuer,
+        })
+    }
+}
+
+fn verify_signature(
+    signature: &str,
+    message: &str,
+    key: &jsonwebtoken::DecodingKey,
+    alg: Algorithm,
+) -> Result<(), VerifyError> {
+    match jsonwebtoken::crypto::verify(signature, message.as_bytes(), key, alg) {
+        Ok(true) => Ok(()),
+        _ => Err(VerifyError::BadSignature),
+    }
+}

@@ -1,0 +1,900 @@
+//! Typed configuration, layered with figment, then validated.
+//!
+//! Sources, later ones win: built-in defaults < config file < seed-compatible
+//! environment names (`TOKENS_SECRET`, ...) < `JWTGATE_*` variables < flags.
+//! Unknown keys are an error (`deny_unknown_fields` on every table), and every
+//! validation error names the key and where its value came from.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml, Yaml};
+use serde::{Deserialize, Serialize};
+
+/// A configuration error; the message names the key and its source.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0}: no such file")]
+    MissingFile(PathBuf),
+    #[error("config file {0}: unsupported extension (use .toml, .yaml or .yml)")]
+    UnknownFormat(PathBuf),
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid `{key}` (from {origin}): {message}")]
+    Invalid {
+        key: String,
+        origin: String,
+        message: String,
+    },
+}
+
+/// A secret string: deserialises as a plain string, but never shows in
+/// `Debug` output and serialises redacted (so `check-config` can print the
+/// effective configuration safely).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("\"<redacted>\"")
+        }
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_empty() {
+            s.serialize_str("")
+        } else {
+            s.serialize_str("<redacted>")
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: String,
+    pub admin_listen: String,
+    pub forward_auth_listen: String,
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    pub tls: TlsConfig,
+    pub limits: LimitsConfig,
+    pub upstream: UpstreamConfig,
+    pub auth: AuthConfig,
+    pub status: StatusConfig,
+    pub routes: Vec<RouteConfig>,
+    pub forward: ForwardConfig,
+    pub issuer: IssuerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:8080".into(),
+            admin_listen: "0.0.0.0:9901".into(),
+            forward_auth_listen: String::new(),
+            drain_timeout: Duration::from_secs(30),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            upstream: UpstreamConfig::default(),
+            auth: AuthConfig::default(),
+            status: StatusConfig::default(),
+            routes: Vec::new(),
+            forward: ForwardConfig::default(),
+            issuer: IssuerConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// Limits that protect the listener (not in SPEC's table; documented in the README).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Time a client has to send a complete request head.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub response_timeout: Duration,
+    pub ca_file: String,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            url: "http://127.0.0.1:8000".into(),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(60),
+            ca_file: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    pub username_claims: Vec<String>,
+    pub allowed_users: Vec<String>,
+    pub token_from: Vec<String>,
+    pub forward_token: bool,
+    pub allow_cors_preflight: bool,
+    pub realm: String,
+    pub token_cache: u64,
+    pub secret: SecretConfig,
+    pub issuers: Vec<IssuerTrustConfig>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            leeway: Duration::from_secs(60),
+            username_claims: vec!["sub".into(), "user".into(), "login".into()],
+            allowed_users: Vec::new(),
+            token_from: vec!["header".into()],
+            forward_token: false,
+            allow_cors_preflight: false,
+            realm: "jwtgate".into(),
+            token_cache: 10_000,
+            secret: SecretConfig::default(),
+            issuers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretConfig {
+    pub value: Secret,
+    pub file: String,
+    pub jwk: Secret,
+    pub algorithms: Vec<String>,
+    pub issuer: String,
+    pub audiences: Vec<String>,
+}
+
+impl Default for SecretConfig {
+    fn default() -> Self {
+        SecretConfig {
+            value: Secret::default(),
+            file: String::new(),
+            jwk: Secret::default(),
+            algorithms: vec!["HS256".into()],
+            issuer: String::new(),
+            audiences: Vec::new(),
+        }
+    }
+}
+
+impl SecretConfig {
+    pub fn is_configured(&self) -> bool {
+        !self.value.is_empty() || !self.file.is_empty() || !self.jwk.is_empty()
+    }
+}
+
+/// One trusted remote (or file-based) issuer of asymmetric tokens.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerTrustConfig {
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub jwks_file: String,
+    pub public_key_file: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refetch_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_stale: Duration,
+    pub ca_file: String,
+}
+
+impl Default for IssuerTrustConfig {
+    fn default() -> Self {
+        IssuerTrustConfig {
+            issuer: String::new(),
+            jwks_uri: String::new(),
+            jwks_file: String::new(),
+            public_key_file: String::new(),
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".into()],
+            cache_ttl: Duration::from_secs(600),
+            refetch_interval: Duration::from_secs(30),
+            max_stale: Duration::from_secs(24 * 3600),
+            ca_file: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    pub path: String,
+    pub token: Secret,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            path: "/status".into(),
+            token: Secret::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAuth {
+    None,
+    #[default]
+    Token,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    pub prefix: String,
+    pub path: String,
+    pub methods: Vec<String>,
+    pub auth: RouteAuth,
+    pub allowed_users: Vec<String>,
+    pub require_claims: BTreeMap<String, serde_json::Value>,
+    pub require_scopes: Vec<String>,
+    pub allow_cors_preflight: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    pub user_header: String,
+    pub claims_headers: BTreeMap<String, String>,
+    pub payload_header: String,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            user_header: "X-Auth-User".into(),
+            claims_headers: BTreeMap::new(),
+            payload_header: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerConfig {
+    pub enabled: bool,
+    pub users_file: String,
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_session: Duration,
+    pub token_path: String,
+    pub rest_prefix: String,
+    pub signing_key_file: String,
+    pub issuer: String,
+    pub claims: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// Failed logins per user or client address before requests are refused.
+    pub max_failures: u32,
+    /// Window over which failures are counted, and how long a lock-out lasts.
+    #[serde(with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// Largest accepted request body on the token endpoints.
+    pub max_body_bytes: usize,
+}
+
+impl Default for IssuerConfig {
+    fn default() -> Self {
+        IssuerConfig {
+            enabled: false,
+            users_file: String::new(),
+            token_ttl: Duration::from_secs(15 * 60),
+            max_session: Duration::from_secs(24 * 3600),
+            token_path: "/token".into(),
+            rest_prefix: "/api/security".into(),
+            signing_key_file: String::new(),
+            issuer: "jwtgate".into(),
+            claims: BTreeMap::new(),
+            max_failures: 5,
+            failure_window: Duration::from_secs(300),
+            max_body_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Command-line values that override every other source.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub upstream: Option<String>,
+}
+
+/// Where the configuration comes from: an optional file plus a snapshot of
+/// environment variables (tests pass their own instead of the process's).
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub file: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub overrides: Overrides,
+}
+
+impl Sources {
+    /// The process's real environment; the file from `--config` or `JWTGATE_CONFIG`.
+    pub fn from_process(file: Option<PathBuf>, overrides: Overrides) -> Self {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let file = file.or_else(|| {
+            env.iter()
+                .find(|(k, v)| k == "JWTGATE_CONFIG" && !v.is_empty())
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        Sources {
+            file,
+            env,
+            overrides,
+        }
+    }
+
+    fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Human label of the file for error messages.
+    pub fn file_label(&self) -> String {
+        match &self.file {
+            Some(p) => p.display().to_string(),
+            None => "defaults and environment".into(),
+        }
+    }
+}
+
+/// `JWTGATE_*` names that are process settings, not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &["JWTGATE_CONFIG", "JWTGATE_LOG_FORMAT"];
+
+impl Config {
+    /// Builds the layered figment from all sources.
+    pub fn figment(sources: &Sources) -> Result<Figment, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = &sources.file {
+            // figment silently ignores a missing file: check it ourselves.
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.clone()));
+            }
+            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            fig = match ext.to_ascii_lowercase().as_str() {
+                "toml" => fig.merge(Toml::file_exact(path)),
+                "yaml" | "yml" => fig.merge(Yaml::file_exact(path)),
+                _ => return Err(ConfigError::UnknownFormat(path.clone())),
+            };
+        }
+        fig = fig.merge(seed_env(sources)?);
+        // Rebuild the JWTGATE_ variables from the snapshot, so tests need not
+        // touch the process environment.
+        let vars: Vec<(String, String)> = sources
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("JWTGATE_") && !NON_CONFIG_ENV.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for (k, v) in vars {
+            let key = k["JWTGATE_".len()..].to_ascii_lowercase().replace("__", ".");
+            let value = parse_env_value(&v);
+            fig = fig.merge(Serialized::default(&key, value).profile(figment::Profile::Default));
+        }
+        let o = &sources.overrides;
+        if let Some(v) = &o.listen {
+            fig = fig.merge(Serialized::default("listen", v));
+        }
+        if let Some(v) = &o.admin_listen {
+            fig = fig.merge(Serialized::default("admin_listen", v));
+        }
+        if let Some(v) = &o.upstream {
+            fig = fig.merge(Serialized::default("upstream.url", v));
+        }
+        Ok(fig)
+    }
+
+    /// Loads and validates the configuration.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let fig = Self::figment(sources)?;
+        let config: Config = fig.extract().map_err(|e| {
+            // figment's message names the key path and the source of the value.
+            let mut msgs = Vec::new();
+            for err in e {
+                msgs.push(describe_figment_error(&err, sources));
+            }
+            ConfigError::Parse(msgs.join("; "))
+        })?;
+        config.validate(&fig, sources)?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot; each error names the key and its source.
+    fn validate(&self, fig: &Figment, sources: &Sources) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: String| {
+            let origin = fig
+                .find_metadata(key)
+                .map(|m| match &m.source {
+                    Some(src) => src.to_string(),
+                    None => m.name.to_string(),
+                })
+                .unwrap_or_else(|| sources.file_label());
+            ConfigError::Invalid {
+                key: key.to_string(),
+                origin,
+                message,
+            }
+        };
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("listen", format!("{e}: expected HOST:PORT")))?;
+        for (key, val) in [
+            ("admin_listen", &self.admin_listen),
+            ("forward_auth_listen", &self.forward_auth_listen),
+        ] {
+            if !val.is_empty() {
+                val.parse::<SocketAddr>()
+                    .map_err(|e| invalid(key, format!("{e}: expected HOST:PORT or \"\"")))?;
+            }
+        }
+        let url: http::Uri = self
+            .upstream
+            .url
+            .parse()
+            .map_err(|e| invalid("upstream.url", format!("{e}")))?;
+        match url.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(invalid(
+                    "upstream.url",
+                    "must start with http:// or https://".into(),
+                ));
+            }
+        }
+        if url.host().is_none() {
+            return Err(invalid("upstream.url", "has no host".into()));
+        }
+        if url.query().is_some() {
+            return Err(invalid("upstream.url", "must not carry a query".into()));
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err(invalid(
+                "tls.cert_file",
+                "tls.cert_file and tls.key_file must be set together".into(),
+            ));
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return Err(invalid(
+                "limits.max_header_bytes",
+                "must be at least 8192".into(),
+            ));
+        }
+        let s = &self.auth.secret;
+        let set = [!s.value.is_empty(), !s.file.is_empty(), !s.jwk.is_empty()]
+            .iter()
+            .filter(|b| **b)
+            .count();
+        if set > 1 {
+            return Err(invalid(
+                "auth.secret",
+                "set exactly one of value, file and jwk".into(),
+            ));
+        }
+        for (i, alg) in s.algorithms.iter().enumerate() {
+            if !matches!(alg.as_str(), "HS256" | "HS384" | "HS512") {
+                return Err(invalid(
+                    &format!("auth.secret.algorithms[{i}]"),
+                    format!("{alg:?} is not one of HS256, HS384, HS512"),
+                ));
+            }
+        }
+        if s.algorithms.is_empty() {
+            return Err(invalid("auth.secret.algorithms", "must not be empty".into()));
+        }
+        if self.auth.username_claims.is_empty() {
+            return Err(invalid("auth.username_claims", "must not be empty".into()));
+        }
+        for (i, src) in self.auth.token_from.iter().enumerate() {
+            let ok = src == "header"
+                || src.strip_prefix("query:").is_some_and(|n| !n.is_empty())
+                || src.strip_prefix("cookie:").is_some_and(|n| !n.is_empty());
+            if !ok {
+                return Err(invalid(
+                    &format!("auth.token_from[{i}]"),
+                    format!("{src:?}: expected \"header\", \"query:NAME\" or \"cookie:NAME\""),
+                ));
+            }
+        }
+        if self.auth.token_from.is_empty() {
+            return Err(invalid("auth.token_from", "must not be empty".into()));
+        }
+        for (i, iss) in self.auth.issuers.iter().enumerate() {
+            let key = |k: &str| format!("auth.issuers[{i}].{k}");
+            if iss.issuer.is_empty() {
+                return Err(invalid(&key("issuer"), "must be set".into()));
+            }
+            let sources_set = [
+                !iss.jwks_file.is_empty(),
+                !iss.public_key_file.is_empty(),
+                !iss.jwks_uri.is_empty(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
+            if sources_set > 1 {
+                return Err(invalid(
+                    &key("jwks_uri"),
+                    "set at most one of jwks_uri, jwks_file and public_key_file".into(),
+                ));
+            }
+            if iss.algorithms.is_empty() {
+                return Err(invalid(&key("algorithms"), "must not be empty".into()));
+            }
+            for alg in &iss.algorithms {
+                if !matches!(
+                    alg.as_str(),
+                    "RS256"
+                        | "RS384"
+                        | "RS512"
+                        | "PS256"
+                        | "PS384"
+                        | "PS512"
+                        | "ES256"
+                        | "ES384"
+                        | "EdDSA"
+                ) {
+                    return Err(invalid(
+                        &key("algorithms"),
+                        format!("{alg:?} is not an asymmetric algorithm jwtgate supports"),
+                    ));
+                }
+            }
+            if self.auth.issuers[..i]
+                .iter()
+                .any(|other| other.issuer == iss.issuer)
+            {
+                return Err(invalid(&key("issuer"), "listed twice".into()));
+            }
+            if !s.issuer.is_empty() && s.issuer == iss.issuer {
+                return Err(invalid(
+                    &key("issuer"),
+                    "equals auth.secret.issuer: an issuer is either HMAC or asymmetric".into(),
+                ));
+            }
+        }
+        if !self.status.path.starts_with('/') {
+            return Err(invalid("status.path", "must start with /".into()));
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = |k: &str| format!("routes[{i}].{k}");
+            if r.prefix.is_empty() == r.path.is_empty() {
+                return Err(invalid(
+                    &key("prefix"),
+                    "set exactly one of prefix and path".into(),
+                ));
+            }
+            let p = if r.prefix.is_empty() {
+                &r.path
+            } else {
+                &r.prefix
+            };
+            if !p.starts_with('/') {
+                return Err(invalid(&key("prefix"), "must start with /".into()));
+            }
+            for m in &r.methods {
+                if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
+                    return Err(invalid(&key("methods"), format!("{m:?} is not a method")));
+                }
+            }
+        }
+        let mut headers = vec![("forward.user_header", &self.forward.user_header)];
+        if !self.forward.payload_header.is_empty() {
+            headers.push(("forward.payload_header", &self.forward.payload_header));
+        }
+        for h in self.forward.claims_headers.values() {
+            headers.push(("forward.claims_headers", h));
+        }
+        for (key, h) in headers {
+            if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(invalid(key, format!("{h:?} is not a valid header name")));
+            }
+        }
+        if self.issuer.enabled {
+            if self.issuer.users_file.is_empty() {
+                return Err(invalid(
+                    "issuer.users_file",
+                    "must be set when issuer.enabled".into(),
+                ));
+            }
+            if !self.issuer.token_path.starts_with('/') {
+                return Err(invalid("issuer.token_path", "must start with /".into()));
+            }
+            if !self.issuer.rest_prefix.starts_with('/') {
+                return Err(invalid("issuer.rest_prefix", "must start with /".into()));
+            }
+            if self.issuer.signing_key_file.is_empty() && !s.is_configured() {
+                return Err(invalid(
+                    "issuer.signing_key_file",
+                    "the issuer needs a signing key: set issuer.signing_key_file or auth.secret"
+                        .into(),
+                ));
+            }
+        }
+        let issuer_signs = self.issuer.enabled && !self.issuer.signing_key_file.is_empty();
+        if !s.is_configured() && self.auth.issuers.is_empty() && !issuer_signs {
+            return Err(ConfigError::Invalid {
+                key: "auth".into(),
+                origin: sources.file_label(),
+                message: "no key source is configured: set auth.secret (or TOKENS_SECRET / \
+                          AMPHO_SECURITY_KEY) or at least one [[auth.issuers]]; jwtgate never \
+                          runs open"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The seed-compatible names of Brevia and Ampho deployments.
+fn seed_env(sources: &Sources) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::new();
+    if let Some(v) = sources.env_var("TOKENS_SECRET").filter(|v| !v.is_empty()) {
+        fig = fig.merge(Serialized::default("auth.secret.value", v));
+    }
+    if let Some(v) = sources.env_var("TOKENS_USERS").filter(|v| !v.is_empty()) {
+        let users: Vec<String> = v
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        fig = fig.merge(Serialized::default("auth.allowed_users", users));
+    }
+    if let Some(v) = sources.env_var("STATUS_TOKEN").filter(|v| !v.is_empty()) {
+        fig = fig.merge(Serialized::default("status.token", v));
+    }
+    if let Some(v) = sources
+        .env_var("AMPHO_SECURITY_KEY")
+        .filter(|v| !v.is_empty())
+    {
+        fig = fig.merge(Serialized::default("auth.secret.jwk", v));
+    }
+    if let Some(v) = sources
+        .env_var("AMPHO_SECURITY_REST_PREFIX")
+        .filter(|v| !v.is_empty())
+    {
+        fig = fig.merge(Serialized::default("issuer.rest_prefix", v));
+    }
+    if let Some(v) = sources
+        .env_var("AMPHO_SECURITY_TOKEN_TTL")
+        .filter(|v| !v.is_empty())
+    {
+        let secs: u64 = v.trim().parse().map_err(|_| ConfigError::Invalid {
+            key: "issuer.token_ttl".into(),
+            origin: "environment variable AMPHO_SECURITY_TOKEN_TTL".into(),
+            message: format!("{v:?} is not a number of seconds"),
+        })?;
+        fig = fig.merge(Serialized::default("issuer.token_ttl", format!("{secs}s")));
+    }
+    Ok(fig)
+}
+
+/// Environment values are strings, except the ones that are plainly a
+/// boolean, an integer or a `[a, b]` list; a duration such as `90s` stays a string.
+fn parse_env_value(v: &str) -> serde_json::Value {
+    let t = v.trim();
+    if t == "true" || t == "false" {
+        return serde_json::Value::Bool(t == "true");
+    }
+    if let Ok(n) = t.parse::<u64>() {
+        return serde_json::Value::from(n);
+    }
+    if t.starts_with('[') || t.starts_with('{') {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(t) {
+            return v;
+        }
+        if t.starts_with('[') && t.ends_with(']') {
+            let inner = &t[1..t.len() - 1];
+            return serde_json::Value::Array(
+                inner
+                    .split(',')
+                    .map(|s| s.trim().trim_matches('"').to_string())
+                    .filter(|s| !s.is_empty())
+                    .map(serde_json::Value::String)
+                    .collect(),
+            );
+        }
+    }
+    serde_json::Value::String(v.to_string())
+}
+
+fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
+    let key = if err.path.is_empty() {
+        String::new()
+    } else {
+        err.path.join(".")
+    };
+    let source = err
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(src) => src.to_string(),
+            None => m.name.to_string(),
+        })
+        .unwrap_or_else(|| sources.file_label());
+    let mut msg = err.kind.to_string();
+    // Name the offending key itself for unknown fields.
+    if let figment::error::Kind::UnknownField(field, _) = &err.kind {
+        let full = if key.is_empty() {
+            field.clone()
+        } else {
+            format!("{key}.{field}")
+        };
+        msg = format!("unknown key `{full}`");
+        return format!("{msg} in {source}");
+    }
+    if !key.is_empty() {
+        msg = format!("invalid `{key}`: {msg}");
+    }
+    format!("{msg} (from {source})")
+}
+
+/// Reads a small file named by a config key, with an error naming the key.
+pub fn read_key_file(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(Path::new(path)).map_err(|e| ConfigError::Invalid {
+        key: key.to_string(),
+        origin: path.to_string(),
+        message: format!("cannot read {path}: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            file: None,
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            overrides: Overrides::default(),
+        }
+    }
+
+    #[test]
+    fn refuses_to_run_without_key_source() {
+        let err = Config::load(&env(&[])).unwrap_err().to_string();
+        assert!(err.contains("no key source"), "{err}");
+    }
+
+    #[test]
+    fn seed_names_and_precedence() {
+        let c = Config::load(&env(&[
+            ("TOKENS_SECRET", "seed"),
+            ("TOKENS_USERS", "alice, bob"),
+            ("STATUS_TOKEN", "st"),
+            ("JWTGATE_AUTH__LEEWAY", "5s"),
+        ]))
+        .unwrap();
+        assert_eq!(c.auth.secret.value.expose(), "seed");
+        assert_eq!(c.auth.allowed_users, vec!["alice", "bob"]);
+        assert_eq!(c.status.token.expose(), "st");
+        assert_eq!(c.auth.leeway, Duration::from_secs(5));
+
+        let c = Config::load(&env(&[
+            ("TOKENS_SECRET", "seed"),
+            ("JWTGATE_AUTH__SECRET__VALUE", "wins"),
+        ]))
+        .unwrap();
+        assert_eq!(c.auth.secret.value.expose(), "wins");
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gate.toml", "[auth]\nsecret = { value = \"x\" }\nbogus = 1\n")?;
+            let s = Sources {
+                file: Some("gate.toml".into()),
+                ..Default::default()
+            };
+            let err = Config::load(&s).unwrap_err().to_string();
+            assert!(err.contains("auth.bogus"), "{err}");
+            assert!(err.contains("gate.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn yaml_and_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "gate.yaml",
+                "listen: 127.0.0.1:1\nauth:\n  secret:\n    value: abc\n",
+            )?;
+            let mut s = Sources {
+                file: Some("gate.yaml".into()),
+                ..Default::default()
+            };
+            assert_eq!(Config::load(&s).unwrap().listen, "127.0.0.1:1");
+            s.overrides.listen = Some("127.0.0.1:2".into());
+            assert_eq!(Config::load(&s).unwrap().listen, "127.0.0.1:2");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secret_is_redacted_in_debug_and_serialize() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&s).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn invalid_value_names_key() {
+        let err = Config::load(&env(&[
+            ("TOKENS_SECRET", "x"),
+            ("JWTGATE_UPSTREAM__URL", "ftp://nope"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("upstream.url"), "{err}");
+    }
+}

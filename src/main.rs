@@ -1,0 +1,124 @@
+//! Thin entry point: parse the command line, set up logging and crypto, run.
+//! Exit codes: 0 success, 1 a runtime or verification failure, 2 bad usage.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use jwtgate::cli::{self, Cli, Command, LogFormat, ServeArgs};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    jwtgate::tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jwtgate: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    match runtime.block_on(run(command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("jwtgate: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo => jwtgate::demo::run().await.map(|_| ExitCode::SUCCESS),
+        Command::Whoami { listen } => {
+            let (addr, task) = jwtgate::whoami::spawn(listen).await?;
+            info!("whoami listening on {addr}");
+            tokio::select! {
+                _ = task => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CreateToken {
+            user,
+            minutes,
+            claims,
+            config,
+        } => {
+            let cfg = cli::load_config(config)?;
+            println!("{}", cli::create_token(&cfg, &user, minutes, &claims)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenKey { kty, pem } => {
+            println!("{}", cli::gen_key(kty, pem)?.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::HashPassword => {
+            println!("{}", cli::hash_password()?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            print!("{}", cli::check_config(config)?);
+            eprintln!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::VerifyToken { config, token } => match cli::verify_token(config, &token).await? {
+            Ok(msg) => {
+                println!("{msg}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(reason) => {
+                println!("rejected: {reason}");
+                Ok(ExitCode::from(1))
+            }
+        },
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let sources = args.sources();
+    let config = jwtgate::config::Config::load(&sources)?;
+    let running = jwtgate::start(config).await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: draining"); break }
+            _ = int.recv() => { info!("SIGINT: draining"); break }
+            _ = hup.recv() => {
+                let metrics = &running.shared.metrics;
+                match jwtgate::config::Config::load(&sources).map_err(jwtgate::StartError::from).and_then(|c| running.reload(c)) {
+                    Ok(()) => {
+                        info!("SIGHUP: configuration reloaded");
+                        metrics.reloads.get_or_create(&jwtgate::metrics::RequestLabels { decision: "ok", reason: "sighup" }).inc();
+                    }
+                    Err(e) => {
+                        error!("SIGHUP: new configuration refused, the old one keeps serving: {e}");
+                        metrics.reloads.get_or_create(&jwtgate::metrics::RequestLabels { decision: "error", reason: "sighup" }).inc();
+                    }
+                }
+            }
+        }
+    }
+    running.shutdown().await;
+    warn!("stopped");
+    Ok(ExitCode::SUCCESS)
+}

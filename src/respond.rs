@@ -1,0 +1,148 @@
+//! The one place where a rejection becomes an HTTP response.
+//!
+//! Every response jwtgate makes itself carries `x-jwtgate-error: CODE`, so
+//! that operators (and tests) can tell the gate's answers from the backend's.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+pub const ERROR_HEADER: &str = "x-jwtgate-error";
+
+/// A request ended by the gate.
+#[derive(Debug, Clone)]
+pub enum Rejection {
+    /// No token at all: RFC 6750 §3.1, no error attribute.
+    NoToken,
+    InvalidToken(String),
+    InvalidRequest(String),
+    Forbidden(String),
+    Unavailable { description: String, retry_after: u64 },
+    BadGateway(String),
+    GatewayTimeout(String),
+    NotFound,
+    MethodNotAllowed(&'static str),
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::NoToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            Rejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::Forbidden(_) => StatusCode::FORBIDDEN,
+            Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Rejection::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Rejection::NotFound => StatusCode::NOT_FOUND,
+            Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::NoToken => "unauthorized",
+            Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::InvalidRequest(_) => "invalid_request",
+            Rejection::Forbidden(_) => "insufficient_scope",
+            Rejection::Unavailable { .. } => "temporarily_unavailable",
+            Rejection::BadGateway(_) => "bad_gateway",
+            Rejection::GatewayTimeout(_) => "gateway_timeout",
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed(_) => "method_not_allowed",
+        }
+    }
+
+    pub fn description(&self) -> &str {
+        match self {
+            Rejection::NoToken => "a bearer token is required",
+            Rejection::InvalidToken(d)
+            | Rejection::InvalidRequest(d)
+            | Rejection::Forbidden(d)
+            | Rejection::BadGateway(d)
+            | Rejection::GatewayTimeout(d) => d,
+            Rejection::Unavailable { description, .. } => description,
+            Rejection::NotFound => "not found",
+            Rejection::MethodNotAllowed(d) => d,
+        }
+    }
+
+    fn www_authenticate(&self, realm: &str) -> Option<String> {
+        let realm = quote(realm);
+        match self {
+            Rejection::NoToken => Some(format!("Bearer realm=\"{realm}\"")),
+            Rejection::InvalidToken(d) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
+                quote(d)
+            )),
+            Rejection::InvalidRequest(d) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
+                quote(d)
+            )),
+            Rejection::Forbidden(d) => Some(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"",
+                quote(d)
+            )),
+            _ => None,
+        }
+    }
+
+    /// The response; `head` leaves the body out (HEAD requests).
+    pub fn into_response(self, realm: &str) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": self.code(),
+            "error_description": self.description(),
+        });
+        let mut resp = json_response(self.status(), &body);
+        let h = resp.headers_mut();
+        h.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
+        if let Some(v) = self.www_authenticate(realm).and_then(|v| HeaderValue::from_str(&v).ok()) {
+            h.insert(WWW_AUTHENTICATE, v);
+        }
+        if let Rejection::Unavailable { retry_after, .. } = &self {
+            h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if let Rejection::MethodNotAllowed(_) = &self {
+            h.insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        resp
+    }
+}
+
+/// A quoted-string's content: no quotes, backslashes or control characters.
+fn quote(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && *c != '"' && *c != '\\' && c.is_ascii())
+        .collect()
+}
+
+/// A JSON response that is never cached.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_token_has_no_error_attribute() {
+        let r = Rejection::NoToken.into_response("jwtgate");
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"jwtgate\"");
+    }
+
+    #[test]
+    fn description_is_sanitised() {
+        let r = Rejection::InvalidToken("bad \"x\"\n".into()).into_response("r");
+        assert_eq!(
+            r.headers()[WWW_AUTHENTICATE],
+            "Bearer realm=\"r\", error=\"invalid_token\", error_description=\"bad x\""
+        );
+    }
+}
