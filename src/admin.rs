@@ -32,6 +32,7 @@ pub async fn handle(
             json_response(status, &body)
         }
         (&Method::GET, "/metrics") => {
+            state.verifier.issuers().update_age_metrics();
             let mut r = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
             r.headers_mut().insert(
                 CONTENT_TYPE,

@@ -182,7 +182,7 @@ pub fn check_config(config: Option<PathBuf>) -> Result<String> {
     let cfg = load_config(config)?;
     // Building the state also parses key files and the upstream URL.
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    crate::state::State::build(cfg.clone(), metrics)?;
+    crate::state::State::build(cfg.clone(), metrics, Default::default(), None)?;
     Ok(toml::to_string_pretty(&cfg)?)
 }
 
@@ -190,7 +190,13 @@ pub fn check_config(config: Option<PathBuf>) -> Result<String> {
 pub async fn verify_token(config: Option<PathBuf>, token: &str) -> Result<std::result::Result<String, String>> {
     let cfg = load_config(config)?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    let state = crate::state::State::build(cfg, metrics)?;
+    let state = crate::state::State::build(cfg, metrics, Default::default(), None)?;
+    // Fetch remote keys now, so that the verdict can say why.
+    for (issuer, outcome) in state.verifier.issuers().refresh_all().await {
+        if let Err(e) = outcome {
+            eprintln!("warning: keys of {issuer} could not be fetched: {e}");
+        }
+    }
     let token = token.trim();
     let token = token
         .strip_prefix("Bearer ")

@@ -224,7 +224,7 @@ impl SecretConfig {
 }
 
 /// One trusted remote (or file-based) issuer of asymmetric tokens.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IssuerTrustConfig {
     pub issuer: String,

@@ -26,6 +26,7 @@ enum Allow {
     Status,
     Public,
     Preflight,
+    Issuer,
 }
 
 impl Allow {
@@ -35,6 +36,7 @@ impl Allow {
             Allow::Status => "status_token",
             Allow::Public => "public_route",
             Allow::Preflight => "cors_preflight",
+            Allow::Issuer => "token_endpoint",
         }
     }
 }
@@ -91,6 +93,14 @@ async fn run(
     let path = policy::normalize_path(req.uri().path())
         .map_err(|e| (Rejection::InvalidRequest(e.to_string()), "bad_path", None))?;
     let query = req.uri().query().map(str::to_owned);
+
+    // Token endpoints are answered here and never forwarded.
+    if let Some(issuer) = &state.issuer
+        && issuer.handles(&path)
+    {
+        let resp = issuer.handle(state, conn, &path, req).await;
+        return Ok((resp.map(Either::Right), Allow::Issuer, None));
+    }
 
     // Phase 1: route.
     let route = state.policy.route(req.method(), &path);

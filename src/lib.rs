@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod forward;
 pub mod gate;
+pub mod issuer;
 pub mod keygen;
 pub mod metrics;
 pub mod policy;
@@ -58,7 +59,14 @@ impl Running {
     /// Replaces the configuration; on error the old one keeps serving.
     /// Listener addresses are fixed at start and not changed by a reload.
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
-        let state = State::build(config, self.shared.metrics.clone())?;
+        let previous = self.shared.current();
+        let state = State::build(
+            config,
+            self.shared.metrics.clone(),
+            self.shared.issuer_runtime.clone(),
+            Some(&previous),
+        )?;
+        state.verifier.issuers().spawn_refreshers();
         self.shared.replace(state);
         Ok(())
     }
@@ -92,8 +100,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         Some(server::bind("admin_listen", &config.admin_listen).await?)
     };
-    let state = State::build(config, metrics.clone())?;
-    let shared = Arc::new(Shared::new(state, metrics));
+    let issuer_runtime = Arc::new(issuer::Runtime::default());
+    let state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
+    state.verifier.issuers().spawn_refreshers();
+    let shared = Arc::new(Shared::new(state, metrics, issuer_runtime));
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
 

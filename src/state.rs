@@ -23,13 +23,32 @@ pub struct State {
     pub upstream: Upstream,
     pub identity_headers: IdentityHeaders,
     pub token_sources: Vec<TokenSource>,
+    pub issuer: Option<crate::issuer::Endpoints>,
 }
 
 impl State {
-    pub fn build(config: Config, metrics: Arc<Metrics>) -> Result<State, ConfigError> {
+    pub fn build(
+        config: Config,
+        metrics: Arc<Metrics>,
+        issuer_runtime: Arc<crate::issuer::Runtime>,
+        previous: Option<&State>,
+    ) -> Result<State, ConfigError> {
         let hmac = HmacKey::from_config(&config.auth.secret)?;
-        let cache = (config.auth.token_cache > 0).then(|| Arc::new(TokenCache::new(config.auth.token_cache)));
-        let issuers = Issuers::default();
+        // The token cache outlives a reload of the same size, emptied: a new
+        // configuration may judge the same token differently.
+        let cache = match previous.and_then(|p| p.verifier.cache()) {
+            Some(c) if config.auth.token_cache > 0 && c.capacity() == config.auth.token_cache => {
+                c.clear();
+                Some(c.clone())
+            }
+            _ => (config.auth.token_cache > 0).then(|| Arc::new(TokenCache::new(config.auth.token_cache))),
+        };
+        let issuers = Issuers::from_config(
+            &config.auth.issuers,
+            metrics.clone(),
+            cache.clone(),
+            previous.map(|p| p.verifier.issuers()),
+        )?;
         let verifier = Verifier::new(
             hmac,
             issuers,
@@ -44,7 +63,9 @@ impl State {
             .iter()
             .filter_map(|s| TokenSource::parse(s))
             .collect();
+        let issuer = crate::issuer::Endpoints::from_config(&config, issuer_runtime)?;
         Ok(State {
+            issuer,
             policy: Policy::from_config(&config),
             verifier,
             upstream: Upstream::new(&config.upstream)?,
@@ -59,13 +80,15 @@ impl State {
 pub struct Shared {
     state: ArcSwap<State>,
     pub metrics: Arc<Metrics>,
+    pub issuer_runtime: Arc<crate::issuer::Runtime>,
 }
 
 impl Shared {
-    pub fn new(state: State, metrics: Arc<Metrics>) -> Self {
+    pub fn new(state: State, metrics: Arc<Metrics>, issuer_runtime: Arc<crate::issuer::Runtime>) -> Self {
         Shared {
             state: ArcSwap::from_pointee(state),
             metrics,
+            issuer_runtime,
         }
     }
 

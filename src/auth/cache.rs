@@ -25,6 +25,7 @@ impl Expiry<Box<str>, Arc<Identity>> for UntilExp {
 
 pub struct TokenCache {
     inner: moka::sync::Cache<Box<str>, Arc<Identity>>,
+    capacity: u64,
 }
 
 impl TokenCache {
@@ -34,7 +35,12 @@ impl TokenCache {
                 .max_capacity(capacity)
                 .expire_after(UntilExp)
                 .build(),
+            capacity,
         }
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     /// A cached identity still before its `exp`.
