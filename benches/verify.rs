@@ -1,1 +1,150 @@
-fn main(){}
+//! Criterion benchmarks of the verify path: HS256, RS256 and ES256 full
+//! verifications (cache off), a verified-token cache hit, and a whole
+//! decision through the gate's policy (verify + authorize).
+
+use std::sync::Arc;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair, RsaKeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::{Criterion, criterion_group, criterion_main};
+use jwtgate::config::{Config, IssuerTrustConfig, Secret};
+use jwtgate::metrics::Metrics;
+use jwtgate::state::State;
+use serde_json::json;
+
+const ISS: &str = "https://idp.bench";
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims() -> serde_json::Value {
+    let t = now();
+    json!({"iss": ISS, "sub": "bench-user", "aud": "api", "iat": t, "nbf": t, "exp": t + 3600,
+           "scope": "read write", "email": "bench@example.com"})
+}
+
+fn sign(alg: &str, kid: &str, signer: impl Fn(&[u8]) -> Vec<u8>) -> String {
+    let header = b64(json!({"alg": alg, "typ": "JWT", "kid": kid})
+        .to_string()
+        .as_bytes());
+    let payload = b64(claims().to_string().as_bytes());
+    let input = format!("{header}.{payload}");
+    let sig = signer(input.as_bytes());
+    format!("{input}.{}", b64(&sig))
+}
+
+struct Fixture {
+    state: State,
+    hs256: String,
+    rs256: String,
+    es256: String,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(cache: u64) -> Fixture {
+    jwtgate::tls::install_crypto_provider();
+    let rng = SystemRandom::new();
+    let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let point = ec.public_key().as_ref().to_vec();
+    let jwks = json!({"keys": [
+        {"kty": "RSA", "kid": "r1", "alg": "RS256", "use": "sig",
+         "n": b64(rsa.public_key().modulus().big_endian_without_leading_zero()),
+         "e": b64(rsa.public_key().exponent().big_endian_without_leading_zero())},
+        {"kty": "EC", "kid": "e1", "alg": "ES256", "use": "sig", "crv": "P-256",
+         "x": b64(&point[1..33]), "y": b64(&point[33..])},
+    ]});
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks.to_string()).unwrap();
+
+    let secret = "bench-secret-0123456789abcdef0123456789";
+    let mut cfg = Config::default();
+    cfg.auth.token_cache = cache;
+    cfg.auth.secret.value = Secret::new(secret);
+    cfg.auth.issuers.push(IssuerTrustConfig {
+        issuer: ISS.into(),
+        jwks_file: path.display().to_string(),
+        algorithms: vec!["RS256".into(), "ES256".into()],
+        audiences: vec!["api".into()],
+        ..Default::default()
+    });
+    let state = State::build(cfg, Arc::new(Metrics::new()), Default::default(), None).unwrap();
+
+    let hs_claims = json!({"sub": "bench-user", "exp": now() + 3600, "iat": now()});
+    let hs256 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &hs_claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let rs256 = sign("RS256", "r1", |m| {
+        let mut sig = vec![0; rsa.public_modulus_len()];
+        rsa.sign(&signature::RSA_PKCS1_SHA256, &rng, m, &mut sig)
+            .unwrap();
+        sig
+    });
+    let es256 = sign("ES256", "e1", |m| {
+        ec.sign(&rng, m).unwrap().as_ref().to_vec()
+    });
+    Fixture {
+        state,
+        hs256,
+        rs256,
+        es256,
+        _dir: dir,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let f = fixture(0);
+    let mut g = c.benchmark_group("verify_uncached");
+    for (name, token) in [
+        ("HS256", &f.hs256),
+        ("RS256", &f.rs256),
+        ("ES256", &f.es256),
+    ] {
+        assert!(
+            rt.block_on(f.state.verifier.verify(token)).is_ok(),
+            "{name} must verify"
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| rt.block_on(f.state.verifier.verify(token)).unwrap())
+        });
+    }
+    g.finish();
+
+    let cached = fixture(10_000);
+    let mut g = c.benchmark_group("verify_cached");
+    for (name, token) in [("HS256", &cached.hs256), ("RS256", &cached.rs256)] {
+        rt.block_on(cached.state.verifier.verify(token)).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| rt.block_on(cached.state.verifier.verify(token)).unwrap())
+        });
+    }
+    g.finish();
+
+    c.bench_function("decide/RS256_verify_and_authorize", |b| {
+        b.iter(|| {
+            let id = rt.block_on(f.state.verifier.verify(&f.rs256)).unwrap();
+            f.state.policy.authorize(&id, None).unwrap();
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

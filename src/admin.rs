@@ -28,7 +28,11 @@ pub async fn handle(
                 "ready": ready,
                 "issuers": issuers.iter().map(|(i, ok)| json!({"issuer": i, "ready": ok})).collect::<Vec<_>>(),
             });
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             json_response(status, &body)
         }
         (&Method::GET, "/metrics") => {
@@ -36,7 +40,9 @@ pub async fn handle(
             let mut r = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
             r.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             r
         }
@@ -52,7 +58,11 @@ pub async fn handle(
             if let Some(cache) = state.verifier.cache() {
                 cache.clear();
             }
-            let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             json_response(status, &body)
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/keys/refresh") => json_response(

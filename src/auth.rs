@@ -8,4 +8,4 @@ pub mod jwks;
 pub mod keys;
 pub mod verify;
 
-pub use verify::{Identity, VerifyError, Verifier};
+pub use verify::{Identity, Verifier, VerifyError};

@@ -5,21 +5,30 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
 use crate::auth::claims::now;
-use crate::auth::keys::HmacKey;
 use crate::config::{Config, Overrides, Sources};
 use crate::keygen::{self, Kty};
 
 #[derive(Parser, Debug)]
-#[command(name = "jwtgate", version, about = "A reverse proxy that lets a request through only with a valid JWT")]
+#[command(
+    name = "jwtgate",
+    version,
+    about = "A reverse proxy that lets a request through only with a valid JWT"
+)]
 pub struct Cli {
     /// Log format: plain text or JSON lines.
-    #[arg(long, global = true, value_enum, env = "JWTGATE_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "JWTGATE_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -80,7 +89,7 @@ pub enum Command {
         #[arg(short = 'd', long = "duration", default_value_t = 60)]
         minutes: u64,
         /// Extra claim KEY=VALUE (VALUE is JSON when it parses as JSON, else a string).
-        #[arg(long = "claim", value_name = "KEY=VALUE")]
+        #[arg(long = "claim", value_name = "KEY=VALUE", value_parser = parse_claim_arg)]
         claims: Vec<String>,
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
@@ -108,30 +117,25 @@ pub enum Command {
     },
 }
 
+/// A malformed `--claim` is bad usage (exit 2), caught while parsing.
+fn parse_claim_arg(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_string()),
+        _ => Err("expected KEY=VALUE".into()),
+    }
+}
+
 /// Loads and validates the configuration for a command.
 pub fn load_config(config: Option<PathBuf>) -> Result<Config> {
     let sources = Sources::from_process(config, Overrides::default());
     Ok(Config::load(&sources)?)
 }
 
-/// Signs a token with the local secret, as `create-token` does.
+/// Signs a token as `create-token` does, with the issuer's signer (the
+/// issuer's signing key when `[issuer]` is enabled with one, else the local
+/// secret), so that the gate accepts it exactly like the tokens it issues.
 pub fn create_token(config: &Config, user: &str, minutes: u64, extra: &[String]) -> Result<String> {
-    let key = HmacKey::from_config(&config.auth.secret)?
-        .context("no local key: set auth.secret (or TOKENS_SECRET / AMPHO_SECURITY_KEY)")?;
-    let now = now();
     let mut claims = Map::new();
-    for name in ["sub", "user", "login"] {
-        claims.insert(name.into(), Value::String(user.into()));
-    }
-    claims.insert("iat".into(), now.into());
-    claims.insert("nbf".into(), now.into());
-    claims.insert("exp".into(), (now + minutes * 60).into());
-    if let Some(iss) = &key.issuer {
-        claims.insert("iss".into(), Value::String(iss.clone()));
-    }
-    if let Some(aud) = key.audiences.first() {
-        claims.insert("aud".into(), Value::String(aud.clone()));
-    }
     for c in extra {
         let Some((k, v)) = c.split_once('=') else {
             bail!("--claim {c:?}: expected KEY=VALUE");
@@ -139,9 +143,10 @@ pub fn create_token(config: &Config, user: &str, minutes: u64, extra: &[String])
         let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.into()));
         claims.insert(k.into(), value);
     }
-    let alg = key.algorithms[0];
-    let token = jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key.encoding)?;
-    Ok(token)
+    let lifetime = Duration::from_secs(minutes.saturating_mul(60));
+    Ok(crate::issuer::create_token(
+        config, user, lifetime, &claims,
+    )?)
 }
 
 pub fn gen_key(kty: Kty, pem: bool) -> Result<String> {
@@ -187,7 +192,10 @@ pub fn check_config(config: Option<PathBuf>) -> Result<String> {
 }
 
 /// The verdict of `verify-token`: Ok(description) or Err(reason).
-pub async fn verify_token(config: Option<PathBuf>, token: &str) -> Result<std::result::Result<String, String>> {
+pub async fn verify_token(
+    config: Option<PathBuf>,
+    token: &str,
+) -> Result<std::result::Result<String, String>> {
     let cfg = load_config(config)?;
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     let state = crate::state::State::build(cfg, metrics, Default::default(), None)?;

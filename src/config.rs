@@ -317,20 +317,35 @@ impl Default for ForwardConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IssuerConfig {
+    /// Serve the token endpoints (off by default).
     pub enabled: bool,
+    /// htpasswd-format users (`name:hash`, argon2 or bcrypt); reloaded when it
+    /// changes and on SIGHUP; a broken file keeps the last good copy.
     pub users_file: String,
+    /// Lifetime of an issued token (`AMPHO_SECURITY_TOKEN_TTL`, in seconds).
     #[serde(with = "humantime_serde")]
     pub token_ttl: Duration,
+    /// Longest session from the login; renewals never reach past it.
     #[serde(with = "humantime_serde")]
     pub max_session: Duration,
+    /// OAuth2 password grant endpoint (RFC 6749 §4.3).
     pub token_path: String,
+    /// `{rest_prefix}/login` and `{rest_prefix}/renew` (`AMPHO_SECURITY_REST_PREFIX`).
     pub rest_prefix: String,
+    /// PEM private key (RSA, EC P-256/P-384, Ed25519); empty: sign with auth.secret.
     pub signing_key_file: String,
+    /// The `iss` of issued tokens; the gate's public base URL makes it discoverable.
     pub issuer: String,
+    /// Extra claims per user, e.g. `alice = { role = "admin" }`.
     pub claims: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
-    /// Failed logins per user or client address before requests are refused.
+    /// Failed logins per user name before its logins are refused with 429.
     pub max_failures: u32,
-    /// Window over which failures are counted, and how long a lock-out lasts.
+    /// Failed logins per client address (IPv6: per /64) before its logins are
+    /// refused with 429; higher than `max_failures` because many people may
+    /// share one address behind a NAT.
+    pub max_failures_per_address: u32,
+    /// Failures are forgotten after this long without a new one; a lock-out
+    /// lasts this long after the last failure.
     #[serde(with = "humantime_serde")]
     pub failure_window: Duration,
     /// Largest accepted request body on the token endpoints.
@@ -350,6 +365,7 @@ impl Default for IssuerConfig {
             issuer: "jwtgate".into(),
             claims: BTreeMap::new(),
             max_failures: 5,
+            max_failures_per_address: 20,
             failure_window: Duration::from_secs(300),
             max_body_bytes: 16 * 1024,
         }
@@ -434,7 +450,9 @@ impl Config {
             .cloned()
             .collect();
         for (k, v) in vars {
-            let key = k["JWTGATE_".len()..].to_ascii_lowercase().replace("__", ".");
+            let key = k["JWTGATE_".len()..]
+                .to_ascii_lowercase()
+                .replace("__", ".");
             let value = parse_env_value(&v);
             fig = fig.merge(Serialized::default(&key, value).profile(figment::Profile::Default));
         }
@@ -546,7 +564,10 @@ impl Config {
             }
         }
         if s.algorithms.is_empty() {
-            return Err(invalid("auth.secret.algorithms", "must not be empty".into()));
+            return Err(invalid(
+                "auth.secret.algorithms",
+                "must not be empty".into(),
+            ));
         }
         if self.auth.username_claims.is_empty() {
             return Err(invalid("auth.username_claims", "must not be empty".into()));
@@ -805,6 +826,7 @@ pub fn read_key_file(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
 
@@ -850,7 +872,10 @@ mod tests {
     #[test]
     fn unknown_key_names_key_and_file() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("gate.toml", "[auth]\nsecret = { value = \"x\" }\nbogus = 1\n")?;
+            jail.create_file(
+                "gate.toml",
+                "[auth]\nsecret = { value = \"x\" }\nbogus = 1\n",
+            )?;
             let s = Sources {
                 file: Some("gate.toml".into()),
                 ..Default::default()

@@ -11,9 +11,11 @@ use crate::config::{Config, Secret};
 /// preferred ports when free, ephemeral ones otherwise.
 pub async fn run() -> Result<()> {
     let (upstream, _whoami) = crate::whoami::spawn("127.0.0.1:0".parse::<SocketAddr>()?).await?;
-    let mut config = Config::default();
-    config.listen = free_or_ephemeral("127.0.0.1:8080").await;
-    config.admin_listen = free_or_ephemeral("127.0.0.1:9901").await;
+    let mut config = Config {
+        listen: free_or_ephemeral("127.0.0.1:8080").await,
+        admin_listen: free_or_ephemeral("127.0.0.1:9901").await,
+        ..Config::default()
+    };
     config.upstream.url = format!("http://{upstream}");
     config.auth.secret.value = Secret::new(crate::cli::random_token(32));
     let status_token = crate::cli::random_token(16);

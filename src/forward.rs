@@ -47,7 +47,11 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks { headers.get(header::UPGRADE).cloned() } else { None }
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
@@ -158,7 +162,8 @@ fn claim_header_value(v: &Value) -> Option<HeaderValue> {
 
 /// The base64url (no padding) of arbitrary claims JSON.
 pub fn encode_claims(claims: &serde_json::Map<String, Value>) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Value::Object(claims.clone()).to_string())
 }
 
 /// How the request reached the gate.
@@ -188,10 +193,10 @@ pub fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, conn: ConnInfo) {
         "x-forwarded-proto",
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
     );
-    let host = headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = headers.get(header::HOST).cloned().or_else(|| {
+        uri.authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     match host {
         Some(h) => {
             headers.insert("x-forwarded-host", h);
@@ -219,8 +224,14 @@ impl Upstream {
             message: m,
         };
         let uri: Uri = cfg.url.parse().map_err(|e| invalid(format!("{e}")))?;
-        let scheme = uri.scheme().cloned().ok_or_else(|| invalid("no scheme".into()))?;
-        let authority = uri.authority().cloned().ok_or_else(|| invalid("no host".into()))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| invalid("no scheme".into()))?;
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| invalid("no host".into()))?;
         let base_path = uri.path().trim_end_matches('/').to_string();
         let mut http = HttpConnector::new();
         http.set_connect_timeout(Some(cfg.connect_timeout));
@@ -248,7 +259,9 @@ impl Upstream {
 
     /// The upstream URI for a normalised path and (already cleaned) query.
     pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
-        let mut pq = String::with_capacity(self.base_path.len() + path.len() + 1 + query.map_or(0, str::len));
+        let mut pq = String::with_capacity(
+            self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
+        );
         pq.push_str(&self.base_path);
         pq.push_str(path);
         if let Some(q) = query {
@@ -271,14 +284,20 @@ impl Upstream {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
                 if is_timeout(&e) {
-                    Err(Rejection::GatewayTimeout("upstream connect timed out".into()))
+                    Err(Rejection::GatewayTimeout(
+                        "upstream connect timed out".into(),
+                    ))
                 } else if e.is_connect() {
-                    Err(Rejection::BadGateway("upstream refused the connection".into()))
+                    Err(Rejection::BadGateway(
+                        "upstream refused the connection".into(),
+                    ))
                 } else {
                     Err(Rejection::BadGateway("upstream failed".into()))
                 }
             }
-            Err(_) => Err(Rejection::GatewayTimeout("upstream did not answer in time".into())),
+            Err(_) => Err(Rejection::GatewayTimeout(
+                "upstream did not answer in time".into(),
+            )),
         }
     }
 }
@@ -303,7 +322,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_named() {
         let mut h = HeaderMap::new();
-        h.insert("connection", "keep-alive, X-Auth-User, x-secret".parse().unwrap());
+        h.insert(
+            "connection",
+            "keep-alive, X-Auth-User, x-secret".parse().unwrap(),
+        );
         h.insert("x-secret", "1".parse().unwrap());
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("te", "trailers".parse().unwrap());
@@ -315,7 +337,10 @@ mod tests {
 
     #[test]
     fn claim_values() {
-        assert_eq!(claim_header_value(&serde_json::json!(["a", "b", 3])).unwrap(), "a,b,3");
+        assert_eq!(
+            claim_header_value(&serde_json::json!(["a", "b", 3])).unwrap(),
+            "a,b,3"
+        );
         assert_eq!(claim_header_value(&serde_json::json!("x")).unwrap(), "x");
         assert!(claim_header_value(&serde_json::json!("bad\nvalue")).is_none());
     }

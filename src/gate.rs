@@ -63,7 +63,9 @@ pub async fn handle(
     let (resp, user, reason, decision) = match run(&state, &shared, conn, req).await {
         Ok((resp, allow, user)) => (resp, user, allow.reason(), "allow"),
         Err((rej, reason, user)) => {
-            let resp = rej.into_response(&state.config.auth.realm).map(Either::Right);
+            let resp = rej
+                .into_response(&state.config.auth.realm)
+                .map(Either::Right);
             (resp, user, reason, "deny")
         }
     };
@@ -145,18 +147,14 @@ async fn run(
 
     // Phase 6: upstream.
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let mut resp = state
-        .upstream
-        .send(req)
-        .await
-        .map_err(|r| {
-            let reason = if r.status() == StatusCode::GATEWAY_TIMEOUT {
-                "upstream_timeout"
-            } else {
-                "upstream_error"
-            };
-            (r, reason, user.clone())
-        })?;
+    let mut resp = state.upstream.send(req).await.map_err(|r| {
+        let reason = if r.status() == StatusCode::GATEWAY_TIMEOUT {
+            "upstream_timeout"
+        } else {
+            "upstream_error"
+        };
+        (r, reason, user.clone())
+    })?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgrade) = client_upgrade {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -209,7 +207,10 @@ async fn decide(
             strip_cookie: None,
         });
     }
-    if state.policy.cors_preflight_exempt(method, req.headers(), route) {
+    if state
+        .policy
+        .cors_preflight_exempt(method, req.headers(), route)
+    {
         return Ok(Decision {
             allow: Allow::Preflight,
             identity: None,
@@ -219,14 +220,17 @@ async fn decide(
     }
 
     // Phase 2: the token.
-    let found = bearer::extract(req.headers(), query, &state.token_sources).map_err(|e| match e {
-        ExtractError::Ambiguous(d) => (Rejection::InvalidRequest(d.into()), "ambiguous_token", None),
-        ExtractError::Malformed => (
-            Rejection::InvalidToken("malformed bearer credential".into()),
-            "malformed",
-            None,
-        ),
-    })?;
+    let found =
+        bearer::extract(req.headers(), query, &state.token_sources).map_err(|e| match e {
+            ExtractError::Ambiguous(d) => {
+                (Rejection::InvalidRequest(d.into()), "ambiguous_token", None)
+            }
+            ExtractError::Malformed => (
+                Rejection::InvalidToken("malformed bearer credential".into()),
+                "malformed",
+                None,
+            ),
+        })?;
     let Some(found) = found else {
         return Err((Rejection::NoToken, "no_token", None));
     };
@@ -247,7 +251,11 @@ async fn decide(
             Denied::MissingClaim(_) => "missing_claim",
             Denied::MissingScope(_) => "missing_scope",
         };
-        (Rejection::Forbidden(d.to_string()), reason, Some(identity.user.clone()))
+        (
+            Rejection::Forbidden(d.to_string()),
+            reason,
+            Some(identity.user.clone()),
+        )
     })?;
 
     let (query, strip_cookie) = match &found.source {

@@ -37,7 +37,8 @@ pub fn generate(kty: Kty) -> Result<Value, String> {
             return Ok(json!({"kty": "oct", "k": b64(&k)}));
         }
         Kty::Rsa => {
-            let kp = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| "RSA key generation failed")?;
+            let kp = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| "RSA key generation failed")?;
             let der = kp.as_der().map_err(|_| "RSA export failed")?;
             let info = pkcs8::PrivateKeyInfo::from_der(der.as_ref()).map_err(|e| e.to_string())?;
             let k = pkcs1::RsaPrivateKey::from_der(info.private_key).map_err(|e| e.to_string())?;
@@ -55,7 +56,10 @@ pub fn generate(kty: Kty) -> Result<Value, String> {
                 .map_err(|_| "EC key generation failed")?;
             let public = kp.public_key().as_ref();
             let (x, y) = public[1..].split_at(32);
-            let d = kp.private_key().as_be_bytes().map_err(|_| "EC export failed")?;
+            let d = kp
+                .private_key()
+                .as_be_bytes()
+                .map_err(|_| "EC export failed")?;
             json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig",
                    "x": b64(x), "y": b64(y), "d": b64(d.as_ref())})
         }
@@ -68,7 +72,9 @@ pub fn generate(kty: Kty) -> Result<Value, String> {
         }
     };
     let parsed: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| e.to_string())?;
-    let kid = parsed.thumbprint(ThumbprintHash::SHA256).map_err(|e| e.to_string())?;
+    let kid = parsed
+        .thumbprint(ThumbprintHash::SHA256)
+        .map_err(|e| e.to_string())?;
     jwk["kid"] = Value::String(kid);
     Ok(jwk)
 }
@@ -111,7 +117,11 @@ mod tests {
     #[test]
     fn asymmetric_jwks_sign_and_verify() {
         crate::tls::install_crypto_provider();
-        for (kty, alg) in [(Kty::Rsa, Algorithm::RS256), (Kty::Ec, Algorithm::ES256), (Kty::Okp, Algorithm::EdDSA)] {
+        for (kty, alg) in [
+            (Kty::Rsa, Algorithm::RS256),
+            (Kty::Ec, Algorithm::ES256),
+            (Kty::Okp, Algorithm::EdDSA),
+        ] {
             let jwk_json = generate(kty).unwrap();
             assert!(jwk_json["kid"].as_str().is_some_and(|k| !k.is_empty()));
             assert!(jwk_json["d"].as_str().is_some());
@@ -121,7 +131,9 @@ mod tests {
                 Kty::Ec => EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
                 _ => EncodingKey::from_ed_pem(pem.as_bytes()).unwrap(),
             };
-            let token = jsonwebtoken::encode(&Header::new(alg), &json!({"exp": 9999999999u64}), &enc).unwrap();
+            let token =
+                jsonwebtoken::encode(&Header::new(alg), &json!({"exp": 9999999999u64}), &enc)
+                    .unwrap();
             let jwk: Jwk = serde_json::from_value(jwk_json).unwrap();
             // The public part of the JWK is a usable verification key.
             assert!(DecodingKey::from_jwk(&jwk).is_ok());
@@ -129,6 +141,12 @@ mod tests {
             assert_eq!(token.split('.').count(), 3);
         }
         let oct = generate(Kty::Oct).unwrap();
-        assert_eq!(URL_SAFE_NO_PAD.decode(oct["k"].as_str().unwrap()).unwrap().len(), 32);
+        assert_eq!(
+            URL_SAFE_NO_PAD
+                .decode(oct["k"].as_str().unwrap())
+                .unwrap()
+                .len(),
+            32
+        );
     }
 }

@@ -140,7 +140,11 @@ pub fn strip_query_param(q: &str, name: &str) -> Option<String> {
         .filter(|p| !p.is_empty())
         .filter(|p| decode_component(p.split_once('=').map_or(p, |(k, _)| k)) != name)
         .collect();
-    if kept.is_empty() { None } else { Some(kept.join("&")) }
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("&"))
+    }
 }
 
 /// A route, compiled from configuration.
@@ -236,7 +240,8 @@ impl Policy {
             routes: c.routes.iter().map(Route::from_config).collect(),
             allowed_users: c.auth.allowed_users.clone(),
             status_path: c.status.path.clone(),
-            status_token: Some(c.status.token.expose().as_bytes().to_vec()).filter(|t| !t.is_empty()),
+            status_token: Some(c.status.token.expose().as_bytes().to_vec())
+                .filter(|t| !t.is_empty()),
             allow_cors_preflight: c.auth.allow_cors_preflight,
         }
     }
@@ -279,11 +284,11 @@ impl Policy {
 
     /// May this verified identity use this route?
     pub fn authorize(&self, id: &Identity, route: Option<&Route>) -> Result<(), Denied> {
-        if !self.allowed_users.is_empty() && !self.allowed_users.iter().any(|u| *u == id.user) {
+        if !self.allowed_users.is_empty() && !self.allowed_users.contains(&id.user) {
             return Err(Denied::UserNotAllowed);
         }
         let Some(route) = route else { return Ok(()) };
-        if !route.allowed_users.is_empty() && !route.allowed_users.iter().any(|u| *u == id.user) {
+        if !route.allowed_users.is_empty() && !route.allowed_users.contains(&id.user) {
             return Err(Denied::UserNotAllowed);
         }
         for (name, want) in &route.require_claims {
@@ -338,8 +343,14 @@ mod tests {
         assert_eq!(normalize_path("/a%3fb").unwrap(), "/a%3Fb");
         assert_eq!(normalize_path("/status;x").unwrap(), "/status;x");
         assert_eq!(normalize_path("/caf%C3%A9").unwrap(), "/caf%C3%A9");
-        assert_eq!(normalize_path("/status%2F..").unwrap_err(), PathError::EncodedSeparator);
-        assert_eq!(normalize_path("/a%5cb").unwrap_err(), PathError::EncodedSeparator);
+        assert_eq!(
+            normalize_path("/status%2F..").unwrap_err(),
+            PathError::EncodedSeparator
+        );
+        assert_eq!(
+            normalize_path("/a%5cb").unwrap_err(),
+            PathError::EncodedSeparator
+        );
         assert_eq!(normalize_path("/a%00").unwrap_err(), PathError::Nul);
         assert_eq!(normalize_path("/a%FF").unwrap_err(), PathError::BadUtf8);
         assert_eq!(normalize_path("/a%G1").unwrap_err(), PathError::BadEncoding);
@@ -349,15 +360,24 @@ mod tests {
 
     #[test]
     fn query_helpers() {
-        assert_eq!(strip_query_param("token=x&a=1", "token").as_deref(), Some("a=1"));
+        assert_eq!(
+            strip_query_param("token=x&a=1", "token").as_deref(),
+            Some("a=1")
+        );
         assert_eq!(strip_query_param("tok%65n=x", "token"), None);
         let p: Vec<_> = query_pairs("a=1+2&b=%41").collect();
-        assert_eq!(p, vec![("a".into(), "1 2".into()), ("b".into(), "A".into())]);
+        assert_eq!(
+            p,
+            vec![("a".into(), "1 2".into()), ("b".into(), "A".into())]
+        );
     }
 
     #[test]
     fn prefix_on_segment_boundary() {
-        let r = Route::from_config(&RouteConfig { prefix: "/api".into(), ..Default::default() });
+        let r = Route::from_config(&RouteConfig {
+            prefix: "/api".into(),
+            ..Default::default()
+        });
         assert!(r.matches(&Method::GET, "/api"));
         assert!(r.matches(&Method::GET, "/api/x"));
         assert!(!r.matches(&Method::GET, "/apix"));

@@ -18,7 +18,10 @@ pub enum Rejection {
     InvalidToken(String),
     InvalidRequest(String),
     Forbidden(String),
-    Unavailable { description: String, retry_after: u64 },
+    Unavailable {
+        description: String,
+        retry_after: u64,
+    },
     BadGateway(String),
     GatewayTimeout(String),
     NotFound,
@@ -96,7 +99,10 @@ impl Rejection {
         let mut resp = json_response(self.status(), &body);
         let h = resp.headers_mut();
         h.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
-        if let Some(v) = self.www_authenticate(realm).and_then(|v| HeaderValue::from_str(&v).ok()) {
+        if let Some(v) = self
+            .www_authenticate(realm)
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
             h.insert(WWW_AUTHENTICATE, v);
         }
         if let Rejection::Unavailable { retry_after, .. } = &self {

@@ -106,17 +106,20 @@ pub async fn serve<H, F, B>(
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            debug!("TLS handshake with {peer} failed: {e}");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!("TLS handshake with {peer} timed out");
-                            return;
-                        }
-                    };
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                debug!("TLS handshake with {peer} failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!("TLS handshake with {peer} timed out");
+                                return;
+                            }
+                        };
                     let conn = builder
                         .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                         .into_owned();
@@ -129,12 +132,18 @@ pub async fn serve<H, F, B>(
         }
     }
     drop(listener);
-    info!(listener = name, "stopped accepting; draining in-flight requests");
+    info!(
+        listener = name,
+        "stopped accepting; draining in-flight requests"
+    );
     if tokio::time::timeout(opts.drain_timeout, graceful.shutdown())
         .await
         .is_err()
     {
-        warn!(listener = name, "drain timeout reached; closing remaining connections");
+        warn!(
+            listener = name,
+            "drain timeout reached; closing remaining connections"
+        );
     }
 }
 
@@ -145,9 +154,11 @@ pub async fn bind(key: &str, addr: &str) -> Result<TcpListener, crate::StartErro
         addr: addr.into(),
         message: format!("{e}"),
     })?;
-    TcpListener::bind(sa).await.map_err(|e| crate::StartError::Bind {
-        key: key.into(),
-        addr: addr.into(),
-        message: e.to_string(),
-    })
+    TcpListener::bind(sa)
+        .await
+        .map_err(|e| crate::StartError::Bind {
+            key: key.into(),
+            addr: addr.into(),
+            message: e.to_string(),
+        })
 }

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::Verifier;
 use crate::auth::bearer::TokenSource;
 use crate::auth::cache::TokenCache;
-use crate::auth::jwks::Issuers;
+use crate::auth::jwks::{Issuers, StaticKey};
 use crate::auth::keys::HmacKey;
-use crate::auth::Verifier;
 use crate::config::{Config, ConfigError};
 use crate::forward::{IdentityHeaders, Upstream};
 use crate::metrics::Metrics;
@@ -41,14 +41,27 @@ impl State {
                 c.clear();
                 Some(c.clone())
             }
-            _ => (config.auth.token_cache > 0).then(|| Arc::new(TokenCache::new(config.auth.token_cache))),
+            _ => (config.auth.token_cache > 0)
+                .then(|| Arc::new(TokenCache::new(config.auth.token_cache))),
         };
-        let issuers = Issuers::from_config(
+        let mut issuers = Issuers::from_config(
             &config.auth.issuers,
             metrics.clone(),
             cache.clone(),
             previous.map(|p| p.verifier.issuers()),
         )?;
+        // The gate always accepts the tokens it issued itself.
+        if let Some(t) = crate::issuer::self_trust(&config)? {
+            issuers.add_pinned(
+                t.issuer,
+                StaticKey {
+                    kid: Some(t.kid),
+                    algorithm: t.algorithm,
+                    key: t.key,
+                },
+                metrics.clone(),
+            )?;
+        }
         let verifier = Verifier::new(
             hmac,
             issuers,
@@ -84,7 +97,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(state: State, metrics: Arc<Metrics>, issuer_runtime: Arc<crate::issuer::Runtime>) -> Self {
+    pub fn new(
+        state: State,
+        metrics: Arc<Metrics>,
+        issuer_runtime: Arc<crate::issuer::Runtime>,
+    ) -> Self {
         Shared {
             state: ArcSwap::from_pointee(state),
             metrics,

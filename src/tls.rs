@@ -57,7 +57,10 @@ pub fn client_config(ca_key: &str, ca_file: &str) -> Result<rustls::ClientConfig
 }
 
 /// The server configuration for `[tls]`.
-pub fn server_config(cert_file: &str, key_file: &str) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+pub fn server_config(
+    cert_file: &str,
+    key_file: &str,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
     let cert_pem = read_key_file("tls.cert_file", cert_file)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()

@@ -18,7 +18,12 @@ pub async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let headers: Vec<(String, String)> = parts
         .headers
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut body_len = 0usize;
     let mut body = body;

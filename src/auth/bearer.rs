@@ -75,7 +75,9 @@ fn from_header(headers: &HeaderMap) -> Result<Option<String>, ExtractError> {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ExtractError::Ambiguous("more than one Authorization header"));
+        return Err(ExtractError::Ambiguous(
+            "more than one Authorization header",
+        ));
     }
     let value = value.to_str().map_err(|_| ExtractError::Malformed)?;
     let Some((scheme, rest)) = value.split_once(' ') else {
@@ -170,7 +172,10 @@ mod tests {
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -178,30 +183,69 @@ mod tests {
     #[test]
     fn header_forms() {
         let src = [TokenSource::Header];
-        assert_eq!(extract(&h(&[("authorization", "Bearer a.b.c")]), None, &src).unwrap().unwrap().token, "a.b.c");
-        assert_eq!(extract(&h(&[("authorization", "bearer  a.b.c")]), None, &src).unwrap().unwrap().token, "a.b.c");
-        assert!(extract(&h(&[("authorization", "Basic abc")]), None, &src).unwrap().is_none());
+        assert_eq!(
+            extract(&h(&[("authorization", "Bearer a.b.c")]), None, &src)
+                .unwrap()
+                .unwrap()
+                .token,
+            "a.b.c"
+        );
+        assert_eq!(
+            extract(&h(&[("authorization", "bearer  a.b.c")]), None, &src)
+                .unwrap()
+                .unwrap()
+                .token,
+            "a.b.c"
+        );
+        assert!(
+            extract(&h(&[("authorization", "Basic abc")]), None, &src)
+                .unwrap()
+                .is_none()
+        );
         assert!(extract(&h(&[]), None, &src).unwrap().is_none());
-        assert_eq!(extract(&h(&[("authorization", "Bearer")]), None, &src).unwrap_err(), ExtractError::Malformed);
+        assert_eq!(
+            extract(&h(&[("authorization", "Bearer")]), None, &src).unwrap_err(),
+            ExtractError::Malformed
+        );
         assert!(matches!(
-            extract(&h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]), None, &src),
+            extract(
+                &h(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]),
+                None,
+                &src
+            ),
             Err(ExtractError::Ambiguous(_))
         ));
     }
 
     #[test]
     fn query_and_cookie() {
-        let src = [TokenSource::Header, TokenSource::Query("access_token".into()), TokenSource::Cookie("jwt".into())];
-        let f = extract(&h(&[]), Some("x=1&access_token=a.b.c"), &src).unwrap().unwrap();
+        let src = [
+            TokenSource::Header,
+            TokenSource::Query("access_token".into()),
+            TokenSource::Cookie("jwt".into()),
+        ];
+        let f = extract(&h(&[]), Some("x=1&access_token=a.b.c"), &src)
+            .unwrap()
+            .unwrap();
         assert_eq!(f.source, TokenSource::Query("access_token".into()));
-        let f = extract(&h(&[("cookie", "a=1; jwt=x.y.z")]), None, &src).unwrap().unwrap();
+        let f = extract(&h(&[("cookie", "a=1; jwt=x.y.z")]), None, &src)
+            .unwrap()
+            .unwrap();
         assert_eq!(f.token, "x.y.z");
         assert!(matches!(
-            extract(&h(&[("authorization", "Bearer a.b.c")]), Some("access_token=a.b.c"), &src),
+            extract(
+                &h(&[("authorization", "Bearer a.b.c")]),
+                Some("access_token=a.b.c"),
+                &src
+            ),
             Err(ExtractError::Ambiguous(_))
         ));
         // Not listed: not read.
-        assert!(extract(&h(&[]), Some("token=a.b.c"), &src).unwrap().is_none());
+        assert!(
+            extract(&h(&[]), Some("token=a.b.c"), &src)
+                .unwrap()
+                .is_none()
+        );
         let mut m = h(&[("cookie", "a=1; jwt=x.y.z; b=2")]);
         strip_cookie(&mut m, "jwt");
         assert_eq!(m.get(COOKIE).unwrap(), "a=1; b=2");

@@ -19,19 +19,29 @@ pub fn now() -> u64 {
 
 /// A NumericDate (RFC 7519 §2): a non-negative JSON number. Fractions are
 /// allowed by the RFC and truncated; anything else is a rejection.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, VerifyError> {
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<u64>, VerifyError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => {
             if let Some(u) = n.as_u64() {
                 Ok(Some(u))
-            } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15) {
+            } else if let Some(f) = n
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f < 1e15)
+            {
                 Ok(Some(f as u64))
             } else {
-                Err(VerifyError::BadClaim(format!("claim {name} is not a valid NumericDate")))
+                Err(VerifyError::BadClaim(format!(
+                    "claim {name} is not a valid NumericDate"
+                )))
             }
         }
-        Some(_) => Err(VerifyError::BadClaim(format!("claim {name} is not a number"))),
+        Some(_) => Err(VerifyError::BadClaim(format!(
+            "claim {name} is not a number"
+        ))),
     }
 }
 
@@ -56,8 +66,13 @@ pub fn check_times(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result
 }
 
 /// When `expected` is set, `iss` must be a string equal to it.
-pub fn check_issuer(claims: &Map<String, Value>, expected: Option<&str>) -> Result<(), VerifyError> {
-    let Some(expected) = expected else { return Ok(()) };
+pub fn check_issuer(
+    claims: &Map<String, Value>,
+    expected: Option<&str>,
+) -> Result<(), VerifyError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
     match claims.get("iss") {
         Some(Value::String(s)) if s == expected => Ok(()),
         Some(Value::String(_)) => Err(VerifyError::WrongIssuer),
@@ -68,7 +83,10 @@ pub fn check_issuer(claims: &Map<String, Value>, expected: Option<&str>) -> Resu
 
 /// When `audiences` is non-empty, `aud` (a string or an array of strings)
 /// must contain one of them. When it is empty, `aud` is not checked.
-pub fn check_audience(claims: &Map<String, Value>, audiences: &[String]) -> Result<(), VerifyError> {
+pub fn check_audience(
+    claims: &Map<String, Value>,
+    audiences: &[String],
+) -> Result<(), VerifyError> {
     if audiences.is_empty() {
         return Ok(());
     }
@@ -79,14 +97,26 @@ pub fn check_audience(claims: &Map<String, Value>, audiences: &[String]) -> Resu
             .any(|i| i.as_str().is_some_and(|s| audiences.iter().any(|a| a == s))),
         _ => false,
     };
-    if ok { Ok(()) } else { Err(VerifyError::WrongAudience) }
+    if ok {
+        Ok(())
+    } else {
+        Err(VerifyError::WrongAudience)
+    }
 }
 
 /// The first non-empty string among `username_claims`.
-pub fn username(claims: &Map<String, Value>, username_claims: &[String]) -> Result<String, VerifyError> {
+pub fn username(
+    claims: &Map<String, Value>,
+    username_claims: &[String],
+) -> Result<String, VerifyError> {
     username_claims
         .iter()
-        .find_map(|c| claims.get(c).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .find_map(|c| {
+            claims
+                .get(c)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        })
         .map(str::to_owned)
         .ok_or_else(|| VerifyError::NoUser(username_claims.join(", ")))
 }
@@ -117,15 +147,39 @@ mod tests {
     #[test]
     fn times() {
         let now = 1_000_000;
-        assert_eq!(check_times(&m(json!({"exp": now + 10})), now, 60).unwrap(), now + 10);
-        assert!(matches!(check_times(&m(json!({"exp": now - 100})), now, 60), Err(VerifyError::Expired { ago: 100 })));
+        assert_eq!(
+            check_times(&m(json!({"exp": now + 10})), now, 60).unwrap(),
+            now + 10
+        );
+        assert!(matches!(
+            check_times(&m(json!({"exp": now - 100})), now, 60),
+            Err(VerifyError::Expired { ago: 100 })
+        ));
         assert!(check_times(&m(json!({"exp": now - 30})), now, 60).is_ok());
-        assert!(matches!(check_times(&m(json!({})), now, 60), Err(VerifyError::MissingExp)));
-        assert!(matches!(check_times(&m(json!({"exp": "9999999999"})), now, 60), Err(VerifyError::BadClaim(_))));
-        assert!(matches!(check_times(&m(json!({"exp": -5})), now, 60), Err(VerifyError::BadClaim(_))));
-        assert!(matches!(check_times(&m(json!({"exp": now + 10, "nbf": now + 100})), now, 60), Err(VerifyError::NotYetValid { .. })));
-        assert!(matches!(check_times(&m(json!({"exp": now + 10, "iat": now + 100})), now, 60), Err(VerifyError::IssuedInFuture { .. })));
-        assert!(matches!(check_times(&m(json!({"exp": now + 10, "iat": "x"})), now, 60), Err(VerifyError::BadClaim(_))));
+        assert!(matches!(
+            check_times(&m(json!({})), now, 60),
+            Err(VerifyError::MissingExp)
+        ));
+        assert!(matches!(
+            check_times(&m(json!({"exp": "9999999999"})), now, 60),
+            Err(VerifyError::BadClaim(_))
+        ));
+        assert!(matches!(
+            check_times(&m(json!({"exp": -5})), now, 60),
+            Err(VerifyError::BadClaim(_))
+        ));
+        assert!(matches!(
+            check_times(&m(json!({"exp": now + 10, "nbf": now + 100})), now, 60),
+            Err(VerifyError::NotYetValid { .. })
+        ));
+        assert!(matches!(
+            check_times(&m(json!({"exp": now + 10, "iat": now + 100})), now, 60),
+            Err(VerifyError::IssuedInFuture { .. })
+        ));
+        assert!(matches!(
+            check_times(&m(json!({"exp": now + 10, "iat": "x"})), now, 60),
+            Err(VerifyError::BadClaim(_))
+        ));
         assert!(check_times(&m(json!({"exp": (now + 10) as f64 + 0.5})), now, 60).is_ok());
     }
 

@@ -147,7 +147,10 @@ impl IssuerKeys {
         let algorithms = cfg
             .algorithms
             .iter()
-            .map(|a| parse_algorithm(a).ok_or_else(|| invalid(key("algorithms"), format!("{a:?} is unknown"))))
+            .map(|a| {
+                parse_algorithm(a)
+                    .ok_or_else(|| invalid(key("algorithms"), format!("{a:?} is unknown")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut keys = None;
         let source = if !cfg.jwks_file.is_empty() {
@@ -209,7 +212,11 @@ impl IssuerKeys {
     }
 
     /// The gate's own issuer, trusted with one fixed key.
-    fn pinned(name: String, key: StaticKey, metrics: Arc<Metrics>) -> Result<IssuerKeys, ConfigError> {
+    fn pinned(
+        name: String,
+        key: StaticKey,
+        metrics: Arc<Metrics>,
+    ) -> Result<IssuerKeys, ConfigError> {
         let kind = kind_for(key.algorithm)
             .ok_or_else(|| invalid("issuer.signing_key_file".into(), "not an asymmetric key"))?;
         let config = IssuerTrustConfig {
@@ -284,7 +291,11 @@ impl IssuerKeys {
 
     /// The candidate keys for a token with this `alg` and `kid`, fetching
     /// (within the limits) when the kid is unknown or no keys are loaded yet.
-    pub async fn keys_for(&self, alg: Algorithm, kid: Option<&str>) -> Result<Vec<Arc<DecodingKey>>, VerifyError> {
+    pub async fn keys_for(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+    ) -> Result<Vec<Arc<DecodingKey>>, VerifyError> {
         let set = match self.usable() {
             Some(set) => set,
             None => {
@@ -311,13 +322,21 @@ impl IssuerKeys {
             return Err(VerifyError::UnknownKid);
         }
         let seen = self.fetch_count.load(std::sync::atomic::Ordering::Acquire);
-        let label = IssuerLabel { issuer: self.name.clone() };
+        let label = IssuerLabel {
+            issuer: self.name.clone(),
+        };
         if !self.may_refetch_now() {
-            self.metrics.unknown_kid_suppressed.get_or_create(&label).inc();
+            self.metrics
+                .unknown_kid_suppressed
+                .get_or_create(&label)
+                .inc();
             self.unknown_kids.insert(kid.to_string(), ());
             return Err(VerifyError::UnknownKid);
         }
-        self.metrics.unknown_kid_refetches.get_or_create(&label).inc();
+        self.metrics
+            .unknown_kid_refetches
+            .get_or_create(&label)
+            .inc();
         let _ = self.fetch_single_flight(seen).await;
         let set = self.usable().ok_or_else(|| self.unavailable())?;
         match select(&set, alg, Some(kid))? {
@@ -358,7 +377,8 @@ impl IssuerKeys {
             };
         }
         let result = self.fetch_now().await;
-        self.fetch_count.fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.fetch_count
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         result
     }
 
@@ -409,8 +429,12 @@ impl IssuerKeys {
                 Ok(n)
             }
             Err(e) => {
-                self.metrics.key_fetches.get_or_create(&label("error")).inc();
-                self.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .key_fetches
+                    .get_or_create(&label("error"))
+                    .inc();
+                self.failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 warn!(issuer = %self.name, "key fetch failed: {e}");
                 if let Ok(mut last) = self.last_error.lock() {
                     *last = Some(e.clone());
@@ -425,9 +449,13 @@ impl IssuerKeys {
         let jwks_uri = match &self.source {
             Source::JwksUri(u) => u.clone(),
             Source::Discovery => {
-                let url = format!("{}/.well-known/openid-configuration", self.name.trim_end_matches('/'));
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.name.trim_end_matches('/')
+                );
                 let (body, _) = get_capped(client, &url).await?;
-                let doc: Value = serde_json::from_slice(&body).map_err(|_| "discovery document is not JSON".to_string())?;
+                let doc: Value = serde_json::from_slice(&body)
+                    .map_err(|_| "discovery document is not JSON".to_string())?;
                 // OIDC Discovery §4.3: the document's issuer must be exactly ours.
                 if doc.get("issuer").and_then(Value::as_str) != Some(self.name.as_str()) {
                     return Err("discovery document names another issuer".into());
@@ -475,7 +503,9 @@ impl IssuerKeys {
         if let Some(set) = self.keys.load().as_ref() {
             self.metrics
                 .key_age_seconds
-                .get_or_create(&IssuerLabel { issuer: self.name.clone() })
+                .get_or_create(&IssuerLabel {
+                    issuer: self.name.clone(),
+                })
                 .set(set.fetched.elapsed().as_secs_f64());
         }
     }
@@ -491,12 +521,19 @@ fn backoff(failures: u32) -> Duration {
 }
 
 fn same_kids(a: &[KeyEntry], b: &[KeyEntry]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.kid == y.kid && x.kind == y.kind)
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.kid == y.kid && x.kind == y.kind)
 }
 
 /// The keys that may verify a token: by `kid` when it has one (and the set
 /// is not pinned), else every key whose type fits, a bounded number.
-fn select(set: &KeySet, alg: Algorithm, kid: Option<&str>) -> Result<Option<Vec<Arc<DecodingKey>>>, VerifyError> {
+fn select(
+    set: &KeySet,
+    alg: Algorithm,
+    kid: Option<&str>,
+) -> Result<Option<Vec<Arc<DecodingKey>>>, VerifyError> {
     let fitting = set.keys.iter().filter(|k| k.fits(alg));
     let found: Vec<Arc<DecodingKey>> = match kid {
         Some(kid) if !set.ignore_kid => fitting
@@ -539,7 +576,10 @@ fn http_client(ca_key: &str, ca_file: &str) -> Result<reqwest::Client, ConfigErr
 
 /// GETs `url`, refusing non-200 answers and bodies over the cap; returns
 /// the body and the `Cache-Control: max-age`.
-async fn get_capped(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Duration>), String> {
+async fn get_capped(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(Vec<u8>, Option<Duration>), String> {
     let mut resp = client
         .get(url)
         .header(http::header::ACCEPT, "application/json")
@@ -549,8 +589,13 @@ async fn get_capped(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Opt
     if resp.status() != reqwest::StatusCode::OK {
         return Err(format!("GET {url}: status {}", resp.status()));
     }
-    if resp.content_length().is_some_and(|n| n > MAX_RESPONSE_BYTES as u64) {
-        return Err(format!("GET {url}: response larger than {MAX_RESPONSE_BYTES} bytes"));
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(format!(
+            "GET {url}: response larger than {MAX_RESPONSE_BYTES} bytes"
+        ));
     }
     let max_age = resp
         .headers()
@@ -558,12 +603,22 @@ async fn get_capped(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Opt
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .find_map(|d| d.trim().strip_prefix("max-age=").and_then(|s| s.trim().parse::<u64>().ok()))
+        .find_map(|d| {
+            d.trim()
+                .strip_prefix("max-age=")
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        })
         .map(Duration::from_secs);
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {url}: {}", error_chain(&e)))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?
+    {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(format!("GET {url}: response larger than {MAX_RESPONSE_BYTES} bytes"));
+            return Err(format!(
+                "GET {url}: response larger than {MAX_RESPONSE_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -603,12 +658,15 @@ pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<KeyEntry>, String> {
 }
 
 fn parse_jwk(item: &Value) -> Result<KeyEntry, String> {
-    let jwk: Jwk = serde_json::from_value(item.clone()).map_err(|e| format!("unparsable key: {e}"))?;
+    let jwk: Jwk =
+        serde_json::from_value(item.clone()).map_err(|e| format!("unparsable key: {e}"))?;
     if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
         return Err("not a signature key (use)".into());
     }
     if let Some(ops) = &jwk.common.key_operations
-        && !ops.iter().any(|o| matches!(o, jsonwebtoken::jwk::KeyOperations::Verify))
+        && !ops
+            .iter()
+            .any(|o| matches!(o, jsonwebtoken::jwk::KeyOperations::Verify))
     {
         return Err("not a verification key (key_ops)".into());
     }
@@ -663,10 +721,20 @@ fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
 /// One PEM public key (RSA, EC P-256/P-384 or Ed25519).
 fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
     if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok(KeyEntry { kid: None, kind: KeyKind::Rsa, alg: None, key: Arc::new(key) });
+        return Ok(KeyEntry {
+            kid: None,
+            kind: KeyKind::Rsa,
+            alg: None,
+            key: Arc::new(key),
+        });
     }
     if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-        return Ok(KeyEntry { kid: None, kind: KeyKind::Ed25519, alg: None, key: Arc::new(key) });
+        return Ok(KeyEntry {
+            kid: None,
+            kind: KeyKind::Ed25519,
+            alg: None,
+            key: Arc::new(key),
+        });
     }
     if let Ok(key) = DecodingKey::from_ec_pem(pem) {
         // The curve follows from the encoded point's length.
@@ -675,7 +743,12 @@ fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
             97 => KeyKind::P384,
             _ => return Err("unsupported EC curve".into()),
         };
-        return Ok(KeyEntry { kid: None, kind, alg: None, key: Arc::new(key) });
+        return Ok(KeyEntry {
+            kid: None,
+            kind,
+            alg: None,
+            key: Arc::new(key),
+        });
     }
     Err("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)".into())
 }
@@ -707,9 +780,9 @@ impl Issuers {
     ) -> Result<Issuers, ConfigError> {
         let mut map = HashMap::new();
         for (i, cfg) in configs.iter().enumerate() {
-            let reuse = previous
-                .and_then(|p| p.map.get(&cfg.issuer))
-                .filter(|old| old.is_remote() && old.config == *cfg && same_cache(&old.cache, &cache));
+            let reuse = previous.and_then(|p| p.map.get(&cfg.issuer)).filter(|old| {
+                old.is_remote() && old.config == *cfg && same_cache(&old.cache, &cache)
+            });
             let keys = match reuse {
                 Some(old) => old.clone(),
                 None => Arc::new(IssuerKeys::new(i, cfg, metrics.clone(), cache.clone())?),
@@ -720,7 +793,12 @@ impl Issuers {
     }
 
     /// Trusts the gate's own signing key for tokens whose `iss` is `issuer`.
-    pub fn add_pinned(&mut self, issuer: String, key: StaticKey, metrics: Arc<Metrics>) -> Result<(), ConfigError> {
+    pub fn add_pinned(
+        &mut self,
+        issuer: String,
+        key: StaticKey,
+        metrics: Arc<Metrics>,
+    ) -> Result<(), ConfigError> {
         if self.map.contains_key(&issuer) {
             return Ok(());
         }
@@ -748,7 +826,11 @@ impl Issuers {
 
     /// Each issuer and whether it has usable keys.
     pub fn readiness(&self) -> Vec<(String, bool)> {
-        let mut v: Vec<_> = self.map.values().map(|k| (k.name.clone(), k.ready())).collect();
+        let mut v: Vec<_> = self
+            .map
+            .values()
+            .map(|k| (k.name.clone(), k.ready()))
+            .collect();
         v.sort();
         v
     }

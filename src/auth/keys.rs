@@ -1,7 +1,7 @@
 //! Parsing of configured key material: the local HMAC secret.
 
 use base64::Engine;
-use base64::engine::general_purpose::{URL_SAFE_NO_PAD, URL_SAFE};
+use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 use crate::config::{ConfigError, SecretConfig, read_key_file};

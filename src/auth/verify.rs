@@ -103,7 +103,9 @@ impl VerifyError {
             | VerifyError::HmacForAsymmetricIssuer => "issuer",
             VerifyError::WrongAudience => "audience",
             VerifyError::NoUser(_) => "no_user",
-            VerifyError::BadKid | VerifyError::UnknownKid | VerifyError::NoSuitableKey => "unknown_kid",
+            VerifyError::BadKid | VerifyError::UnknownKid | VerifyError::NoSuitableKey => {
+                "unknown_kid"
+            }
             VerifyError::KeysUnavailable { .. } => "keys_unavailable",
         }
     }
@@ -121,8 +123,8 @@ fn parse_header(segment: &str) -> Result<Header, VerifyError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| VerifyError::Malformed("header is not base64url"))?;
-    let map: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed("header is not a JSON object"))?;
+    let map: Map<String, Value> = serde_json::from_slice(&bytes)
+        .map_err(|_| VerifyError::Malformed("header is not a JSON object"))?;
     // RFC 7515 §4.1.11: an extension we do not understand must be refused.
     if map.contains_key("crit") {
         return Err(VerifyError::Crit);
@@ -215,7 +217,8 @@ impl Verifier {
             return Err(VerifyError::TooLarge);
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(VerifyError::Malformed("expected three dot-separated parts"));
         };

@@ -1,0 +1,579 @@
+//! HTTP handling of the token endpoints.
+//!
+//! Every answer here is `Cache-Control: no-store` + `Pragma: no-cache`
+//! (RFC 6749 §5.1: tokens must never sit in a cache), and every error
+//! carries the `x-jwtgate-error` marker like the gate's other answers.
+//! Passwords and tokens are never logged; user names are, escaped.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::discovery;
+use super::limiter::slowdown;
+use super::users::MAX_USER_BYTES;
+use super::{Endpoints, Issued, SESSION_CLAIM};
+use crate::auth::VerifyError;
+use crate::auth::bearer::{self, TokenSource};
+use crate::auth::claims::now;
+use crate::forward::ConnInfo;
+use crate::respond::ERROR_HEADER;
+use crate::state::State;
+
+/// How long a client has to send the whole (small) body: a login endpoint
+/// must not let slow senders hold connections open for ever.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest password accepted (argon2 hashes any length, but nobody types more).
+const MAX_PASSWORD_BYTES: usize = 4096;
+
+/// The two error styles: RFC 6749 §5.2 for the token endpoint,
+/// `{"error", "message"}` for the Ampho-style REST endpoints.
+#[derive(Clone, Copy)]
+enum Style {
+    OAuth,
+    Rest,
+}
+
+/// An answer that ends a request.
+struct Failure {
+    status: StatusCode,
+    code: &'static str,
+    text: String,
+    retry_after: Option<u64>,
+    allow: Option<&'static str>,
+}
+
+impl Failure {
+    fn new(status: StatusCode, code: &'static str, text: impl Into<String>) -> Self {
+        Failure {
+            status,
+            code,
+            text: text.into(),
+            retry_after: None,
+            allow: None,
+        }
+    }
+
+    fn bad_request(text: impl Into<String>) -> Self {
+        Failure::new(StatusCode::BAD_REQUEST, "invalid_request", text)
+    }
+
+    fn into_response(self, style: Style) -> Response<Full<Bytes>> {
+        let body = match style {
+            Style::OAuth => json!({"error": self.code, "error_description": self.text}),
+            Style::Rest => json!({"error": self.code, "message": self.text}),
+        };
+        let mut resp = json(self.status, &body);
+        let h = resp.headers_mut();
+        h.insert(ERROR_HEADER, HeaderValue::from_static(self.code));
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if let Some(a) = self.allow {
+            h.insert(header::ALLOW, HeaderValue::from_static(a));
+        }
+        resp
+    }
+}
+
+fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// A user name fit for a log line: bounded, without control characters.
+fn log_name(user: &str) -> String {
+    user.chars()
+        .take(64)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The media type of a request, lower-case, without parameters.
+fn media_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+/// Reads a body of at most `max` bytes within `BODY_TIMEOUT`.
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Bytes), Failure> {
+    let too_large = || {
+        Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!("the request body is larger than {max} bytes (issuer.max_body_bytes)"),
+        )
+    };
+    // A declared length over the cap is refused before reading anything.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect()).await;
+    match collected {
+        Err(_) => Err(Failure::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(_)) => Err(Failure::bad_request("the request body could not be read")),
+        Ok(Ok(c)) => Ok((parts.headers, c.to_bytes())),
+    }
+}
+
+/// A form body's fields; a repeated field is an error (RFC 6749 §3.2).
+fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Failure::bad_request("the form body is not UTF-8"))?;
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (k, v) in crate::policy::query_pairs(text) {
+        if fields.iter().any(|(n, _)| *n == k) {
+            return Err(Failure::bad_request(format!("parameter {k:?} is repeated")));
+        }
+        fields.push((k, v));
+    }
+    Ok(fields)
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Credentials from a request.
+struct Credentials {
+    user: String,
+    password: String,
+}
+
+// The password never shows in Debug output.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why credentials were not accepted.
+enum Refusal {
+    /// Too many failures: wait this long.
+    Limited(Duration),
+    /// Unknown user or wrong password (never said which).
+    BadCredentials,
+    /// The users file is not loaded (cannot happen after a good start).
+    NoUsers,
+}
+
+impl Endpoints {
+    /// Answers a request for one of the issuer's endpoints.
+    pub async fn handle(
+        &self,
+        state: &State,
+        conn: ConnInfo,
+        path: &str,
+        req: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
+        if self.jwks_paths.iter().any(|p| p == path) {
+            return self.jwks(req.method());
+        }
+        if self.discovery_paths.iter().any(|p| p == path) {
+            return self.discovery(req, conn);
+        }
+        let style = if path == self.token_path {
+            Style::OAuth
+        } else {
+            Style::Rest
+        };
+        if req.method() != Method::POST {
+            let mut f = Failure::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "only POST is accepted here",
+            );
+            f.allow = Some("POST");
+            return f.into_response(style);
+        }
+        let result = if path == self.token_path {
+            self.password_grant(conn, req).await
+        } else if path == self.login_path {
+            self.login(conn, req).await
+        } else {
+            self.renew(state, req).await
+        };
+        result.unwrap_or_else(|f| f.into_response(style))
+    }
+
+    fn jwks(&self, method: &Method) -> Response<Full<Bytes>> {
+        if method != Method::GET && method != Method::HEAD {
+            return get_only();
+        }
+        // The shared secret is never published: there is nothing to show.
+        let Some(jwks) = self.signer.jwks() else {
+            return Failure::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this gate signs with a shared secret; it publishes no keys",
+            )
+            .into_response(Style::OAuth);
+        };
+        public(json(StatusCode::OK, &jwks), method)
+    }
+
+    fn discovery(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Full<Bytes>> {
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return get_only();
+        }
+        if !self.signer.is_asymmetric() {
+            return Failure::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this gate signs with a shared secret; it cannot be discovered",
+            )
+            .into_response(Style::OAuth);
+        }
+        let base = discovery::base_url(&self.issuer, req.headers(), req.uri(), conn.tls);
+        let doc = discovery::document(
+            &self.issuer,
+            &base,
+            &self.token_path,
+            super::signer::alg_name(self.signer.algorithm()),
+        );
+        public(json(StatusCode::OK, &doc), method)
+    }
+
+    /// RFC 6749 §4.3: `grant_type=password&username=..&password=..`.
+    async fn password_grant(
+        &self,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Failure> {
+        let (headers, body) = read_body(req, self.max_body).await?;
+        if media_type(&headers) != "application/x-www-form-urlencoded" {
+            return Err(Failure::bad_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let fields = form_fields(&body)?;
+        match field(&fields, "grant_type") {
+            None => return Err(Failure::bad_request("grant_type is missing")),
+            Some("password") => {}
+            Some(_) => {
+                return Err(Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "only grant_type=password is supported",
+                ));
+            }
+        }
+        let creds = credentials(
+            field(&fields, "username"),
+            field(&fields, "password"),
+            "username",
+        )?;
+        let user = creds.user.clone();
+        self.check(&creds, conn.peer.ip(), "token")
+            .await
+            .map_err(|r| match r {
+                Refusal::BadCredentials => Failure::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the user name or password is wrong",
+                ),
+                other => refusal_failure(other),
+            })?;
+        let issued = self.issue(&user, now(), "token")?;
+        Ok(json(
+            StatusCode::OK,
+            &json!({
+                "access_token": issued.token,
+                "token_type": "bearer",
+                "expires_in": issued.exp.saturating_sub(issued.iat),
+            }),
+        ))
+    }
+
+    /// Ampho-style `{login, password}` as JSON or a form.
+    async fn login(
+        &self,
+        conn: ConnInfo,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Failure> {
+        let (headers, body) = read_body(req, self.max_body).await?;
+        let creds = match media_type(&headers).as_str() {
+            "application/json" => {
+                let v: Value = serde_json::from_slice(&body)
+                    .map_err(|_| Failure::bad_request("the body is not valid JSON"))?;
+                let s = |k: &str| v.get(k).and_then(Value::as_str);
+                credentials(s("login").or(s("username")), s("password"), "login")?
+            }
+            "application/x-www-form-urlencoded" => {
+                let f = form_fields(&body)?;
+                credentials(
+                    field(&f, "login").or(field(&f, "username")),
+                    field(&f, "password"),
+                    "login",
+                )?
+            }
+            _ => {
+                return Err(Failure::bad_request(
+                    "the body must be application/json or application/x-www-form-urlencoded",
+                ));
+            }
+        };
+        let user = creds.user.clone();
+        self.check(&creds, conn.peer.ip(), "login")
+            .await
+            .map_err(refusal_failure)?;
+        let issued = self.issue(&user, now(), "login")?;
+        Ok(self.session_response(&issued))
+    }
+
+    /// A fresh token for the bearer of a valid token this gate issued,
+    /// within the session's maximum age.
+    async fn renew(
+        &self,
+        state: &State,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Failure> {
+        let unauthorized =
+            |text: &str| Failure::new(StatusCode::UNAUTHORIZED, "invalid_token", text.to_owned());
+        let found = bearer::extract(req.headers(), None, &[TokenSource::Header]).map_err(|_| {
+            Failure::bad_request("the Authorization header is not a usable bearer token")
+        })?;
+        let Some(found) = found else {
+            return Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a bearer token is required",
+            ));
+        };
+        // The normal verification first: signature, times, audience.
+        let identity = state
+            .verifier
+            .verify(&found.token)
+            .await
+            .map_err(|e| match e {
+                VerifyError::KeysUnavailable { retry_after } => {
+                    let mut f = Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        e.to_string(),
+                    );
+                    f.retry_after = Some(retry_after);
+                    f
+                }
+                other => unauthorized(&other.to_string()),
+            })?;
+        // Then: a token this gate issued for a login session.
+        let claims = &identity.claims;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(unauthorized("the token was not issued by this gate"));
+        }
+        let Some(auth_time) = claims.get(SESSION_CLAIM).and_then(Value::as_u64) else {
+            return Err(unauthorized(
+                "the token is not a login session of this gate",
+            ));
+        };
+        let Some(user) = claims.get("sub").and_then(Value::as_str) else {
+            return Err(unauthorized("the token names no subject"));
+        };
+        let now = now();
+        if now >= auth_time.saturating_add(self.max_session)
+            || auth_time > now.saturating_add(self.leeway)
+        {
+            warn!(target: "jwtgate::issuer", user = %log_name(user), "renew refused: session too old");
+            return Err(unauthorized(
+                "the session is older than issuer.max_session: log in again",
+            ));
+        }
+        // A user removed from the file loses the session at the next renewal.
+        let known = self
+            .runtime
+            .users
+            .current(&self.users_file)
+            .await
+            .is_some_and(|u| u.contains(user));
+        if !known {
+            warn!(target: "jwtgate::issuer", user = %log_name(user), "renew refused: user no longer in the users file");
+            return Err(unauthorized("the user is no longer known"));
+        }
+        let issued = self.issue(user, auth_time, "renew")?;
+        Ok(self.session_response(&issued))
+    }
+
+    fn session_response(&self, issued: &Issued) -> Response<Full<Bytes>> {
+        json(
+            StatusCode::OK,
+            &json!({
+                "token": issued.token,
+                "starts": issued.iat,
+                "expires": issued.exp,
+                "ttl": issued.exp.saturating_sub(issued.iat),
+                "leeway": self.leeway,
+            }),
+        )
+    }
+
+    fn issue(&self, user: &str, auth_time: u64, via: &'static str) -> Result<Issued, Failure> {
+        let issued = self.mint(user, auth_time).map_err(|e| {
+            warn!(target: "jwtgate::issuer", "cannot sign a token: {e}");
+            Failure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the token could not be signed",
+            )
+        })?;
+        info!(target: "jwtgate::issuer", user = %log_name(user), via, expires = issued.exp, "token issued");
+        Ok(issued)
+    }
+
+    /// Checks credentials under the failure limits: refused outright when
+    /// locked out (no hash computed), slowed down after each failure.
+    async fn check(
+        &self,
+        creds: &Credentials,
+        ip: IpAddr,
+        via: &'static str,
+    ) -> Result<(), Refusal> {
+        let rt = &self.runtime;
+        let users = rt.users.current(&self.users_file).await;
+        // A name that is not a user may be a password typed into the wrong
+        // field: only known names are logged.
+        let known = users.as_ref().is_some_and(|u| u.contains(&creds.user));
+        let shown = if known {
+            log_name(&creds.user)
+        } else {
+            "<unknown user>".into()
+        };
+        let attempt = match rt.limiter.begin(&creds.user, ip, &self.thresholds) {
+            Ok(a) => a,
+            Err(wait) => {
+                warn!(target: "jwtgate::issuer", user = %shown, client = %ip, via, "login refused: too many failures");
+                return Err(Refusal::Limited(wait));
+            }
+        };
+        let Some(users) = users else {
+            rt.limiter.succeeded(attempt);
+            return Err(Refusal::NoUsers);
+        };
+        // An unknown user is checked against the dummy hash: same work,
+        // same time, same answer as a wrong password.
+        let (hash, known) = users.hash_for(&creds.user);
+        let password = creds.password.clone();
+        let verified = match rt.hashing.acquire().await {
+            Ok(_permit) => tokio::task::spawn_blocking(move || hash.verify(&password))
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if verified && known {
+            rt.limiter.succeeded(attempt);
+            return Ok(());
+        }
+        let failures = rt.limiter.failed(attempt);
+        warn!(target: "jwtgate::issuer", user = %shown, client = %ip, via, failures, "login failed");
+        tokio::time::sleep(slowdown(failures)).await;
+        Err(Refusal::BadCredentials)
+    }
+}
+
+fn credentials(
+    user: Option<&str>,
+    password: Option<&str>,
+    user_field: &str,
+) -> Result<Credentials, Failure> {
+    let user = user
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| Failure::bad_request(format!("{user_field} is missing")))?;
+    let password = password
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Failure::bad_request("password is missing"))?;
+    if user.len() > MAX_USER_BYTES || password.len() > MAX_PASSWORD_BYTES {
+        return Err(Failure::bad_request(format!(
+            "{user_field} or password is too long"
+        )));
+    }
+    Ok(Credentials {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+/// The REST answer to a refusal (the token endpoint maps bad credentials itself).
+fn refusal_failure(r: Refusal) -> Failure {
+    match r {
+        Refusal::Limited(wait) => {
+            let secs = wait.as_secs().max(1);
+            let mut f = Failure::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                format!("too many failed logins; retry in {secs}s"),
+            );
+            f.retry_after = Some(secs);
+            f
+        }
+        Refusal::BadCredentials => Failure::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the login or password is wrong",
+        ),
+        Refusal::NoUsers => Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the users file is not loaded",
+        ),
+    }
+}
+
+fn get_only() -> Response<Full<Bytes>> {
+    let mut f = Failure::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "only GET and HEAD are accepted here",
+    );
+    f.allow = Some("GET, HEAD");
+    f.into_response(Style::OAuth)
+}
+
+/// Public documents may be cached for a while; HEAD gets the headers only.
+fn public(mut resp: Response<Full<Bytes>>, method: &Method) -> Response<Full<Bytes>> {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    h.remove(header::PRAGMA);
+    if method == Method::HEAD {
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
+    resp
+}
