@@ -21,7 +21,7 @@ use crate::state::{Shared, State};
 
 /// Why a request was let through (for metrics and the access log).
 #[derive(Clone, Copy)]
-enum Allow {
+pub(crate) enum Allow {
     Token,
     Status,
     Public,
@@ -30,7 +30,7 @@ enum Allow {
 }
 
 impl Allow {
-    fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Allow::Token => "token",
             Allow::Status => "status_token",
@@ -42,9 +42,9 @@ impl Allow {
 }
 
 /// The outcome of the decision phases.
-struct Decision {
-    allow: Allow,
-    identity: Option<Arc<Identity>>,
+pub(crate) struct Decision {
+    pub(crate) allow: Allow,
+    pub(crate) identity: Option<Arc<Identity>>,
     /// The query to forward (the status token or a query-borne JWT removed).
     query: Option<String>,
     /// A cookie to remove before forwarding.
@@ -83,7 +83,7 @@ pub async fn handle(
     Ok(resp)
 }
 
-type Denial = (Rejection, &'static str, Option<String>);
+pub(crate) type Denial = (Rejection, &'static str, Option<String>);
 
 async fn run(
     state: &State,
@@ -108,7 +108,16 @@ async fn run(
     let route = state.policy.route(req.method(), &path);
 
     // Phase 2: token, or an exemption.
-    let decision = decide(state, shared, &req, &path, query.as_deref(), route).await?;
+    let decision = decide(
+        state,
+        shared,
+        req.method(),
+        req.headers(),
+        &path,
+        query.as_deref(),
+        route,
+    )
+    .await?;
     let user = decision.identity.as_ref().map(|i| i.user.clone());
 
     // Phase 5: header hygiene and identity.
@@ -181,16 +190,18 @@ async fn run(
     Ok((resp.map(Either::Left), decision.allow, user))
 }
 
-/// Phases 2–4: an exemption, or a verified and authorised token.
-async fn decide(
+/// Phases 2–4: an exemption, or a verified and authorised token. Shared
+/// with the forward-auth listener, which asks the same question about a
+/// request described in headers.
+pub(crate) async fn decide(
     state: &State,
     shared: &Shared,
-    req: &Request<Incoming>,
+    method: &Method,
+    headers: &http::HeaderMap,
     path: &str,
     query: Option<&str>,
     route: Option<&policy::Route>,
 ) -> Result<Decision, Denial> {
-    let method: &Method = req.method();
     if state.policy.status_exempt(method, path, query) {
         return Ok(Decision {
             allow: Allow::Status,
@@ -207,10 +218,7 @@ async fn decide(
             strip_cookie: None,
         });
     }
-    if state
-        .policy
-        .cors_preflight_exempt(method, req.headers(), route)
-    {
+    if state.policy.cors_preflight_exempt(method, headers, route) {
         return Ok(Decision {
             allow: Allow::Preflight,
             identity: None,
@@ -220,17 +228,16 @@ async fn decide(
     }
 
     // Phase 2: the token.
-    let found =
-        bearer::extract(req.headers(), query, &state.token_sources).map_err(|e| match e {
-            ExtractError::Ambiguous(d) => {
-                (Rejection::InvalidRequest(d.into()), "ambiguous_token", None)
-            }
-            ExtractError::Malformed => (
-                Rejection::InvalidToken("malformed bearer credential".into()),
-                "malformed",
-                None,
-            ),
-        })?;
+    let found = bearer::extract(headers, query, &state.token_sources).map_err(|e| match e {
+        ExtractError::Ambiguous(d) => {
+            (Rejection::InvalidRequest(d.into()), "ambiguous_token", None)
+        }
+        ExtractError::Malformed => (
+            Rejection::InvalidToken("malformed bearer credential".into()),
+            "malformed",
+            None,
+        ),
+    })?;
     let Some(found) = found else {
         return Err((Rejection::NoToken, "no_token", None));
     };

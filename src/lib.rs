@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod forward;
+pub mod forward_auth;
 pub mod gate;
 pub mod issuer;
 pub mod keygen;
@@ -50,6 +51,7 @@ pub enum StartError {
 pub struct Running {
     pub proxy_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    pub forward_auth_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -100,6 +102,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     } else {
         Some(server::bind("admin_listen", &config.admin_listen).await?)
     };
+    let forward_auth_listener = if config.forward_auth_listen.is_empty() {
+        None
+    } else {
+        Some(server::bind("forward_auth_listen", &config.forward_auth_listen).await?)
+    };
     let issuer_runtime = Arc::new(issuer::Runtime::default());
     let state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
     state.verifier.issuers().spawn_refreshers();
@@ -128,6 +135,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rx.clone(),
     )));
 
+    let mut forward_auth_addr = None;
+    if let Some(l) = forward_auth_listener {
+        forward_auth_addr = l.local_addr().ok();
+        if let Some(a) = forward_auth_addr {
+            info!("forward-auth listening on {a}");
+        }
+        let s = shared.clone();
+        let handler = move |_conn, req| forward_auth::handle(s.clone(), req);
+        tasks.push(tokio::spawn(server::serve(
+            l,
+            ServeOptions {
+                name: "forward-auth",
+                tls: None,
+                limits: limits.clone(),
+                drain_timeout: drain,
+            },
+            handler,
+            rx.clone(),
+        )));
+    }
+
     let mut admin_addr = None;
     if let Some(l) = admin_listener {
         let addr = l.local_addr().ok();
@@ -152,6 +180,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     Ok(Running {
         proxy_addr,
         admin_addr,
+        forward_auth_addr,
         shared,
         shutdown: tx,
         tasks,
