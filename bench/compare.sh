@@ -12,7 +12,9 @@
 #   JWKS_URI=1     also start jwtgate-rs256-jwks (:8122) and jwtgate-es256-jwks (:8123), keys over https://127.0.0.1:8443
 #   CONNS=N        wrk connections (default 32, as in bench.sh)
 #   CHECK=0        skip the curl correctness matrix (check.sh) on the jwtgate instances
-#   TOKIO_WORKER_THREADS=N   passed through to jwtgate if set (the only variable passed besides PATH, HOME, RUST_LOG)
+#   TOKIO_WORKER_THREADS=N   passed through to jwtgate if set
+#   JWTGATE_WORKER_THREADS=N passed through to jwtgate if set (1 = single-threaded runtime);
+#                            these two are the only variables passed besides PATH, HOME, RUST_LOG
 # Everything listens on and targets 127.0.0.1 only. Working directory: /tmp/peerlab (see ../shared/peers/README.md).
 set -euo pipefail
 
@@ -54,6 +56,11 @@ fi
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'compare.sh: %s\n' "$*" >&2; exit 1; }
+
+# one run at a time: overlapping runs would share CPUs, ports and results.tsv rows
+mkdir -p "$L/bench"
+exec 9> "$L/bench/.compare.lock"
+flock -n 9 || die "another compare.sh run is in progress (lock $L/bench/.compare.lock)"
 
 # ---------- peer lab ----------
 lab() { bash "$PEERS/lab.sh" "$1"; }
@@ -211,8 +218,9 @@ if [ ${#selected[@]} -gt 0 ]; then
     conf=$(write_conf "$name" "$port" "$kind" "$cache")
     envs=(PATH="$PATH" HOME="${HOME:-/root}" RUST_LOG=warn)
     [ -z "${TOKIO_WORKER_THREADS:-}" ] || envs+=(TOKIO_WORKER_THREADS="$TOKIO_WORKER_THREADS")
+    [ -z "${JWTGATE_WORKER_THREADS:-}" ] || envs+=(JWTGATE_WORKER_THREADS="$JWTGATE_WORKER_THREADS")
     # clean environment: no JWTGATE_* / TOKENS_SECRET / AMPHO_* from the caller can change the config
-    env -i "${envs[@]}" "$BIN" serve --config "$conf" > "$L/logs/$name.log" 2>&1 < /dev/null &
+    env -i "${envs[@]}" "$BIN" serve --config "$conf" > "$L/logs/$name.log" 2>&1 < /dev/null 9>&- &
     pid=$!
     echo "$pid" > "$pf"
     started_pids+=("$pid"); started_pidfiles+=("$pf")

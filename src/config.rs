@@ -79,6 +79,9 @@ pub struct Config {
     pub forward_auth_listen: String,
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Threads serving requests: 0 = one per CPU; 1 = a single-threaded
+    /// runtime (the lowest overhead for a sidecar given one CPU).
+    pub worker_threads: usize,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub upstream: UpstreamConfig,
@@ -96,6 +99,7 @@ impl Default for Config {
             admin_listen: "0.0.0.0:9901".into(),
             forward_auth_listen: String::new(),
             drain_timeout: Duration::from_secs(30),
+            worker_threads: 0,
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             upstream: UpstreamConfig::default(),
@@ -453,8 +457,8 @@ impl Config {
             let key = k["JWTGATE_".len()..]
                 .to_ascii_lowercase()
                 .replace("__", ".");
-            let value = parse_env_value(&v);
-            fig = fig.merge(Serialized::default(&key, value).profile(figment::Profile::Default));
+            let value = typed_env_value(&key, &v);
+            fig = fig.merge(env_source(&k, &key, value));
         }
         let o = &sources.overrides;
         if let Some(v) = &o.listen {
@@ -713,34 +717,54 @@ impl Config {
     }
 }
 
+/// One environment variable as a figment source, so that errors about its
+/// value name the variable rather than a line of this file.
+struct EnvVar {
+    var: String,
+    key: String,
+    value: serde_json::Value,
+}
+
+impl figment::Provider for EnvVar {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.var))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        Serialized::default(&self.key, &self.value).data()
+    }
+}
+
+fn env_source(var: &str, key: &str, value: serde_json::Value) -> EnvVar {
+    EnvVar {
+        var: var.into(),
+        key: key.into(),
+        value,
+    }
+}
+
 /// The seed-compatible names of Brevia and Ampho deployments.
 fn seed_env(sources: &Sources) -> Result<Figment, ConfigError> {
+    const PLAIN: &[(&str, &str)] = &[
+        ("TOKENS_SECRET", "auth.secret.value"),
+        ("STATUS_TOKEN", "status.token"),
+        ("AMPHO_SECURITY_KEY", "auth.secret.jwk"),
+        ("AMPHO_SECURITY_REST_PREFIX", "issuer.rest_prefix"),
+    ];
     let mut fig = Figment::new();
-    if let Some(v) = sources.env_var("TOKENS_SECRET").filter(|v| !v.is_empty()) {
-        fig = fig.merge(Serialized::default("auth.secret.value", v));
+    for (var, key) in PLAIN {
+        if let Some(v) = sources.env_var(var).filter(|v| !v.is_empty()) {
+            fig = fig.merge(env_source(var, key, v.into()));
+        }
     }
     if let Some(v) = sources.env_var("TOKENS_USERS").filter(|v| !v.is_empty()) {
-        let users: Vec<String> = v
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect();
-        fig = fig.merge(Serialized::default("auth.allowed_users", users));
-    }
-    if let Some(v) = sources.env_var("STATUS_TOKEN").filter(|v| !v.is_empty()) {
-        fig = fig.merge(Serialized::default("status.token", v));
-    }
-    if let Some(v) = sources
-        .env_var("AMPHO_SECURITY_KEY")
-        .filter(|v| !v.is_empty())
-    {
-        fig = fig.merge(Serialized::default("auth.secret.jwk", v));
-    }
-    if let Some(v) = sources
-        .env_var("AMPHO_SECURITY_REST_PREFIX")
-        .filter(|v| !v.is_empty())
-    {
-        fig = fig.merge(Serialized::default("issuer.rest_prefix", v));
+        fig = fig.merge(env_source(
+            "TOKENS_USERS",
+            "auth.allowed_users",
+            split_list(v),
+        ));
     }
     if let Some(v) = sources
         .env_var("AMPHO_SECURITY_TOKEN_TTL")
@@ -751,38 +775,62 @@ fn seed_env(sources: &Sources) -> Result<Figment, ConfigError> {
             origin: "environment variable AMPHO_SECURITY_TOKEN_TTL".into(),
             message: format!("{v:?} is not a number of seconds"),
         })?;
-        fig = fig.merge(Serialized::default("issuer.token_ttl", format!("{secs}s")));
+        fig = fig.merge(env_source(
+            "AMPHO_SECURITY_TOKEN_TTL",
+            "issuer.token_ttl",
+            format!("{secs}s").into(),
+        ));
     }
     Ok(fig)
 }
 
-/// Environment values are strings, except the ones that are plainly a
-/// boolean, an integer or a `[a, b]` list; a duration such as `90s` stays a string.
-fn parse_env_value(v: &str) -> serde_json::Value {
+/// `a, b` or `[a, b]` (or a JSON array) as a list of strings.
+fn split_list(v: &str) -> serde_json::Value {
     let t = v.trim();
-    if t == "true" || t == "false" {
-        return serde_json::Value::Bool(t == "true");
+    if let Ok(list @ serde_json::Value::Array(_)) = serde_json::from_str(t) {
+        return list;
     }
-    if let Ok(n) = t.parse::<u64>() {
-        return serde_json::Value::from(n);
-    }
-    if t.starts_with('[') || t.starts_with('{') {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(t) {
-            return v;
+    let inner = t
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(t);
+    serde_json::Value::Array(
+        inner
+            .split(',')
+            .map(|s| s.trim().trim_matches('"'))
+            .filter(|s| !s.is_empty())
+            .map(|s| serde_json::Value::String(s.into()))
+            .collect(),
+    )
+}
+
+/// An environment value typed after the default at the same key: lists
+/// split on commas, numbers and booleans parsed, everything else (secrets,
+/// durations, addresses) kept as the string it is. A value that does not
+/// parse stays a string, so the error names the key.
+fn typed_env_value(key: &str, v: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+    let default = key
+        .split('.')
+        .try_fold(&defaults, |cur, part| cur.get(part));
+    let t = v.trim();
+    match default {
+        Some(Value::Array(_)) => split_list(v),
+        Some(Value::Number(_)) => t
+            .parse::<u64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(v.into())),
+        Some(Value::Bool(_)) => match t {
+            "true" | "1" | "yes" | "on" => Value::Bool(true),
+            "false" | "0" | "no" | "off" => Value::Bool(false),
+            _ => Value::String(v.into()),
+        },
+        Some(Value::Object(_)) => {
+            serde_json::from_str(t).unwrap_or_else(|_| Value::String(v.into()))
         }
-        if t.starts_with('[') && t.ends_with(']') {
-            let inner = &t[1..t.len() - 1];
-            return serde_json::Value::Array(
-                inner
-                    .split(',')
-                    .map(|s| s.trim().trim_matches('"').to_string())
-                    .filter(|s| !s.is_empty())
-                    .map(serde_json::Value::String)
-                    .collect(),
-            );
-        }
+        _ => Value::String(v.into()),
     }
-    serde_json::Value::String(v.to_string())
 }
 
 fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
@@ -802,8 +850,11 @@ fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
     let mut msg = err.kind.to_string();
     // Name the offending key itself for unknown fields.
     if let figment::error::Kind::UnknownField(field, _) = &err.kind {
+        // figment's path may or may not end with the unknown field already.
         let full = if key.is_empty() {
             field.clone()
+        } else if err.path.last() == Some(field) {
+            key.clone()
         } else {
             format!("{key}.{field}")
         };
@@ -881,7 +932,7 @@ mod tests {
                 ..Default::default()
             };
             let err = Config::load(&s).unwrap_err().to_string();
-            assert!(err.contains("auth.bogus"), "{err}");
+            assert!(err.contains("unknown key `auth.bogus`"), "{err}");
             assert!(err.contains("gate.toml"), "{err}");
             Ok(())
         });
@@ -910,6 +961,35 @@ mod tests {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
         assert!(!serde_json::to_string(&s).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn env_values_are_typed_after_the_defaults() {
+        let c = Config::load(&env(&[
+            ("JWTGATE_AUTH__SECRET__VALUE", "12345"),
+            ("JWTGATE_STATUS__TOKEN", "true"),
+            ("JWTGATE_AUTH__TOKEN_FROM", "header,cookie:jwt"),
+            ("JWTGATE_AUTH__TOKEN_CACHE", "0"),
+            ("JWTGATE_AUTH__FORWARD_TOKEN", "true"),
+            ("JWTGATE_AUTH__ALLOWED_USERS", "[alice, bob]"),
+        ]))
+        .unwrap();
+        assert_eq!(c.auth.secret.value.expose(), "12345");
+        assert_eq!(c.status.token.expose(), "true");
+        assert_eq!(c.auth.token_from, vec!["header", "cookie:jwt"]);
+        assert_eq!(c.auth.token_cache, 0);
+        assert!(c.auth.forward_token);
+        assert_eq!(c.auth.allowed_users, vec!["alice", "bob"]);
+        let err = Config::load(&env(&[
+            ("TOKENS_SECRET", "x"),
+            ("JWTGATE_AUTH__TOKEN_CACHE", "lots"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("auth.token_cache") && err.contains("JWTGATE_AUTH__TOKEN_CACHE"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -60,13 +60,21 @@ pub async fn handle(
     let started = Instant::now();
     let state = shared.current();
     let method = req.method().clone();
+    // The path as received, without the query (which may carry tokens),
+    // bounded so that a huge path cannot flood the log.
+    let path: String = req.uri().path().chars().take(256).collect();
     let (resp, user, reason, decision) = match run(&state, &shared, conn, req).await {
         Ok((resp, allow, user)) => (resp, user, allow.reason(), "allow"),
         Err((rej, reason, user)) => {
+            // The upstream failing after an allow is not a denial.
+            let decision = match rej {
+                Rejection::BadGateway(_) | Rejection::GatewayTimeout(_) => "error",
+                _ => "deny",
+            };
             let resp = rej
                 .into_response(&state.config.auth.realm)
                 .map(Either::Right);
-            (resp, user, reason, "deny")
+            (resp, user, reason, decision)
         }
     };
     shared.metrics.count_request(decision, reason);
@@ -74,6 +82,7 @@ pub async fn handle(
     info!(
         target: "jwtgate::access",
         method = %method,
+        path = %path,
         user = user.as_deref().unwrap_or("-"),
         decision,
         reason,
@@ -91,16 +100,32 @@ async fn run(
     conn: ConnInfo,
     mut req: Request<Incoming>,
 ) -> Result<(Response<GateBody>, Allow, Option<String>), Denial> {
-    // Phase 0: one spelling of the path for every decision below.
-    let path = policy::normalize_path(req.uri().path())
+    // Phase 0: one spelling of the path for every decision below. (A Uri
+    // clone shares its bytes; it lets the path borrow from it.)
+    let original_uri = req.uri().clone();
+    let path = policy::normalize_path(original_uri.path())
         .map_err(|e| (Rejection::InvalidRequest(e.to_string()), "bad_path", None))?;
-    let query = req.uri().query().map(str::to_owned);
+    let query = original_uri.query();
 
     // Token endpoints are answered here and never forwarded.
     if let Some(issuer) = &state.issuer
         && issuer.handles(&path)
     {
         let resp = issuer.handle(state, conn, &path, req).await;
+        let outcome = match resp.status().as_u16() {
+            200..=299 => "ok",
+            429 => "rate_limited",
+            400..=499 => "refused",
+            _ => "error",
+        };
+        shared
+            .metrics
+            .issued
+            .get_or_create(&crate::metrics::EndpointLabels {
+                endpoint: issuer.endpoint_name(&path),
+                outcome,
+            })
+            .inc();
         return Ok((resp.map(Either::Right), Allow::Issuer, None));
     }
 
@@ -114,7 +139,7 @@ async fn run(
         req.method(),
         req.headers(),
         &path,
-        query.as_deref(),
+        query,
         route,
     )
     .await?;
@@ -127,7 +152,6 @@ async fn run(
         .uri_for(&path, decision.query.as_deref())
         .map_err(|r| (r, "bad_path", user.clone()))?;
     {
-        let original_uri = req.uri().clone();
         let headers = req.headers_mut();
         forward::remove_hop_by_hop(headers);
         state.identity_headers.strip(headers);
@@ -218,7 +242,7 @@ pub(crate) async fn decide(
             strip_cookie: None,
         });
     }
-    if state.policy.cors_preflight_exempt(method, headers, route) {
+    if state.policy.cors_preflight_exempt(method, headers, path) {
         return Ok(Decision {
             allow: Allow::Preflight,
             identity: None,

@@ -334,7 +334,11 @@ impl Endpoints {
                 origin: i.users_file.clone(),
                 message: e.to_string(),
             })?;
-        let norm = |key: &str, p: &str| normalize_path(p).map_err(|e| invalid(key, e.to_string()));
+        let norm = |key: &str, p: &str| {
+            normalize_path(p)
+                .map(|p| p.into_owned())
+                .map_err(|e| invalid(key, e.to_string()))
+        };
         let token_path = norm("issuer.token_path", &i.token_path)?;
         let prefix = norm("issuer.rest_prefix", &i.rest_prefix)?;
         let prefix = prefix.trim_end_matches('/');
@@ -378,6 +382,21 @@ impl Endpoints {
     }
 
     /// Is `path` (normalised) one of the issuer's endpoints?
+    /// The endpoint `path` names, as a metrics label.
+    pub fn endpoint_name(&self, path: &str) -> &'static str {
+        if path == self.token_path {
+            "token"
+        } else if path == self.login_path {
+            "login"
+        } else if path == self.renew_path {
+            "renew"
+        } else if self.jwks_paths.iter().any(|p| p == path) {
+            "jwks"
+        } else {
+            "openid_configuration"
+        }
+    }
+
     pub fn handles(&self, path: &str) -> bool {
         path == self.token_path
             || path == self.login_path

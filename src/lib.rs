@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -53,6 +53,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     pub forward_auth_addr: Option<SocketAddr>,
     pub shared: Arc<Shared>,
+    tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -62,6 +63,32 @@ impl Running {
     /// Listener addresses are fixed at start and not changed by a reload.
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
         let previous = self.shared.current();
+        // Read the new certificate first: a bad one refuses the whole reload.
+        let new_tls = match (&self.tls, config.tls.cert_file.is_empty()) {
+            (Some(_), false) => Some(tls::server_config(
+                &config.tls.cert_file,
+                &config.tls.key_file,
+            )?),
+            (None, true) => None,
+            _ => {
+                warn!("SIGHUP: turning TLS on or off needs a restart; keeping the current mode");
+                None
+            }
+        };
+        let old = &previous.config;
+        if old.listen != config.listen
+            || old.admin_listen != config.admin_listen
+            || old.forward_auth_listen != config.forward_auth_listen
+            || old.drain_timeout != config.drain_timeout
+            || old.limits.header_read_timeout != config.limits.header_read_timeout
+            || old.limits.max_header_bytes != config.limits.max_header_bytes
+            || old.limits.max_connections != config.limits.max_connections
+        {
+            warn!(
+                "SIGHUP: listener addresses, [limits] and drain_timeout apply at start only; \
+                 restart to change them"
+            );
+        }
         let state = State::build(
             config,
             self.shared.metrics.clone(),
@@ -70,6 +97,9 @@ impl Running {
         )?;
         state.verifier.issuers().spawn_refreshers();
         self.shared.replace(state);
+        if let (Some(current), Some(new)) = (&self.tls, new_tls) {
+            current.store(new);
+        }
         Ok(())
     }
 
@@ -91,10 +121,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tls = if config.tls.cert_file.is_empty() {
         None
     } else {
-        Some(tokio_rustls::TlsAcceptor::from(tls::server_config(
+        Some(Arc::new(arc_swap::ArcSwap::new(tls::server_config(
             &config.tls.cert_file,
             &config.tls.key_file,
-        )?))
+        )?)))
     };
     let proxy_listener = server::bind("listen", &config.listen).await?;
     let admin_listener = if config.admin_listen.is_empty() {
@@ -127,7 +157,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         proxy_listener,
         ServeOptions {
             name: "proxy",
-            tls,
+            tls: tls.clone(),
             limits: limits.clone(),
             drain_timeout: drain,
         },
@@ -182,6 +212,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         admin_addr,
         forward_auth_addr,
         shared,
+        tls,
         shutdown: tx,
         tasks,
     })

@@ -1,6 +1,8 @@
 //! What a request needs before it may pass: path normalisation, the status
 //! exemption, routes, and authorisation of a verified identity.
 
+use std::borrow::Cow;
+
 use http::Method;
 use serde_json::Value;
 use subtle::ConstantTimeEq;
@@ -44,10 +46,18 @@ fn is_unreserved(b: u8) -> bool {
 /// `.`/`..` resolved (never above the root), `//` merged. A path that would
 /// stay ambiguous for the upstream (encoded `/` or `\`, NUL, invalid UTF-8
 /// after decoding) is refused instead.
-pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
+    }
+    // Fast path, the common case: nothing to decode, no empty, `.` or `..`
+    // segment, no backslash or NUL. Such a path is already normal.
+    if !bytes.iter().any(|b| matches!(b, b'%' | b'\\' | 0))
+        && !raw.contains("//")
+        && !raw.split('/').any(|seg| seg == "." || seg == "..")
+    {
+        return Ok(Cow::Borrowed(raw));
     }
     // Pass 1: decode unreserved escapes, check the rest, and check that the
     // fully decoded path is UTF-8.
@@ -115,7 +125,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     if norm.is_empty() || trailing {
         norm.push('/');
     }
-    Ok(norm)
+    Ok(Cow::Owned(norm))
 }
 
 /// Splits a query into decoded `(name, value)` pairs (`+` is a space).
@@ -268,18 +278,29 @@ impl Policy {
         bool::from(token.as_bytes().ct_eq(expected))
     }
 
-    /// A CORS preflight that may pass without a token.
+    /// A CORS preflight that may pass without a token: `OPTIONS` with
+    /// `Origin` and `Access-Control-Request-Method`, allowed globally or by
+    /// the route that the *requested* method would take (a route limited to
+    /// `GET` still governs the preflight of its `GET`).
     pub fn cors_preflight_exempt(
         &self,
         method: &Method,
         headers: &http::HeaderMap,
-        route: Option<&Route>,
+        path: &str,
     ) -> bool {
-        let allowed = self.allow_cors_preflight || route.is_some_and(|r| r.allow_cors_preflight);
-        allowed
-            && method == Method::OPTIONS
-            && headers.contains_key(http::header::ORIGIN)
-            && headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        if method != Method::OPTIONS || !headers.contains_key(http::header::ORIGIN) {
+            return false;
+        }
+        let Some(requested) = headers
+            .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+        else {
+            return false;
+        };
+        self.allow_cors_preflight
+            || self
+                .route(&requested, path)
+                .is_some_and(|r| r.allow_cors_preflight)
     }
 
     /// May this verified identity use this route?
@@ -370,6 +391,32 @@ mod tests {
             p,
             vec![("a".into(), "1 2".into()), ("b".into(), "A".into())]
         );
+    }
+
+    #[test]
+    fn preflight_follows_the_route_of_the_requested_method() {
+        let mut c = Config::default();
+        c.routes.push(RouteConfig {
+            prefix: "/api".into(),
+            methods: vec!["GET".into()],
+            allow_cors_preflight: true,
+            ..Default::default()
+        });
+        let p = Policy::from_config(&c);
+        let mut h = http::HeaderMap::new();
+        h.insert(http::header::ORIGIN, "https://app".parse().unwrap());
+        h.insert(
+            http::header::ACCESS_CONTROL_REQUEST_METHOD,
+            "GET".parse().unwrap(),
+        );
+        assert!(p.cors_preflight_exempt(&Method::OPTIONS, &h, "/api/x"));
+        assert!(!p.cors_preflight_exempt(&Method::GET, &h, "/api/x"));
+        assert!(!p.cors_preflight_exempt(&Method::OPTIONS, &h, "/other"));
+        h.insert(
+            http::header::ACCESS_CONTROL_REQUEST_METHOD,
+            "DELETE".parse().unwrap(),
+        );
+        assert!(!p.cors_preflight_exempt(&Method::OPTIONS, &h, "/api/x"));
     }
 
     #[test]

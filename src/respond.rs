@@ -90,7 +90,7 @@ impl Rejection {
         }
     }
 
-    /// The response; `head` leaves the body out (HEAD requests).
+    /// The response (hyper leaves the body out for HEAD requests).
     pub fn into_response(self, realm: &str) -> Response<Full<Bytes>> {
         let body = serde_json::json!({
             "error": self.code(),

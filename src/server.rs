@@ -27,7 +27,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// One listener's settings.
 pub struct ServeOptions {
     pub name: &'static str,
-    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// Swapped on SIGHUP, so a renewed certificate is served to new connections.
+    pub tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
     pub limits: LimitsConfig,
     pub drain_timeout: Duration,
 }
@@ -102,8 +103,8 @@ pub async fn serve<H, F, B>(
                     drop(permit);
                 });
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
+            Some(tls_config) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls_config.load_full());
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let tls =

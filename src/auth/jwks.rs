@@ -34,6 +34,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff between failed fetches: doubles from the first to the last value.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Shortest key lifetime honoured from `Cache-Control: max-age`.
+const MIN_KEY_TTL: Duration = Duration::from_secs(5);
 /// Unknown kids remembered per issuer.
 const UNKNOWN_KIDS_REMEMBERED: u64 = 10_000;
 
@@ -330,7 +332,8 @@ impl IssuerKeys {
                 .unknown_kid_suppressed
                 .get_or_create(&label)
                 .inc();
-            self.unknown_kids.insert(kid.to_string(), ());
+            // Not remembered: once the interval has passed, the next request
+            // with this kid may trigger the refetch that finds it.
             return Err(VerifyError::UnknownKid);
         }
         self.metrics
@@ -402,10 +405,12 @@ impl IssuerKeys {
             Ok((keys, max_age)) => {
                 self.metrics.key_fetches.get_or_create(&label("ok")).inc();
                 let n = keys.len();
+                // An IdP answering max-age=0 (or 1) must not make us poll it
+                // every second.
                 let ttl = max_age
                     .unwrap_or(self.config.cache_ttl)
                     .min(self.config.cache_ttl)
-                    .max(Duration::from_secs(1));
+                    .max(MIN_KEY_TTL.min(self.config.cache_ttl));
                 let changed = self
                     .keys
                     .load()

@@ -119,29 +119,44 @@ struct Header {
     kid: Option<String>,
 }
 
+/// The header fields read, borrowed from the decoded bytes. A duplicate
+/// field is an error (serde), not "last one wins".
+#[derive(serde::Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Option<std::borrow::Cow<'a, str>>,
+    kid: Option<Value>,
+    /// Present at all (even `null`): RFC 7515 §4.1.11 says refuse what we
+    /// do not understand.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d).map(|_| true)
+}
+
 fn parse_header(segment: &str) -> Result<Header, VerifyError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| VerifyError::Malformed("header is not base64url"))?;
-    let map: Map<String, Value> = serde_json::from_slice(&bytes)
+    let raw: RawHeader<'_> = serde_json::from_slice(&bytes)
         .map_err(|_| VerifyError::Malformed("header is not a JSON object"))?;
-    // RFC 7515 §4.1.11: an extension we do not understand must be refused.
-    if map.contains_key("crit") {
+    if raw.crit {
         return Err(VerifyError::Crit);
     }
-    let alg = match map.get("alg") {
-        Some(Value::String(a)) => a.as_str(),
-        _ => return Err(VerifyError::Malformed("header has no alg")),
+    let Some(alg) = raw.alg else {
+        return Err(VerifyError::Malformed("header has no alg"));
     };
     if alg.eq_ignore_ascii_case("none") {
         return Err(VerifyError::AlgNone);
     }
     let alg: Algorithm = alg
         .parse()
-        .map_err(|_| VerifyError::UnsupportedAlg(truncate(alg, 16)))?;
-    let kid = match map.get("kid") {
+        .map_err(|_| VerifyError::UnsupportedAlg(truncate(&alg, 16)))?;
+    let kid = match raw.kid {
         None => None,
-        Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KID_BYTES => Some(k.clone()),
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KID_BYTES => Some(k),
         Some(_) => return Err(VerifyError::BadKid),
     };
     Ok(Header { alg, kid })
