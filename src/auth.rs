@@ -6,6 +6,7 @@ pub mod cache;
 pub mod claims;
 pub mod jwks;
 pub mod keys;
+pub mod signature;
 pub mod verify;
 
 pub use verify::{Identity, Verifier, VerifyError};

@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::VerifyError;
 use super::cache::TokenCache;
+use super::signature::{ASYMMETRIC, VerifyKey};
 use crate::config::{ConfigError, IssuerTrustConfig, read_key_file};
 use crate::metrics::{FetchLabels, IssuerLabel, Metrics};
 
@@ -69,7 +70,7 @@ pub struct KeyEntry {
     kind: KeyKind,
     /// The key's own `alg`, when the JWKS names one: the token must use it.
     alg: Option<Algorithm>,
-    key: Arc<DecodingKey>,
+    key: Arc<VerifyKey>,
 }
 
 impl KeyEntry {
@@ -235,7 +236,9 @@ impl IssuerKeys {
                     kid: key.kid,
                     kind,
                     alg: Some(key.algorithm),
-                    key: Arc::new(key.key),
+                    key: Arc::new(VerifyKey::public(&key.key, &[key.algorithm]).ok_or_else(
+                        || invalid("issuer.signing_key_file".into(), "unusable public key"),
+                    )?),
                 }],
                 fetched: Instant::now(),
                 ttl: Duration::MAX,
@@ -297,7 +300,7 @@ impl IssuerKeys {
         &self,
         alg: Algorithm,
         kid: Option<&str>,
-    ) -> Result<Vec<Arc<DecodingKey>>, VerifyError> {
+    ) -> Result<Vec<Arc<VerifyKey>>, VerifyError> {
         let set = match self.usable() {
             Some(set) => set,
             None => {
@@ -538,9 +541,9 @@ fn select(
     set: &KeySet,
     alg: Algorithm,
     kid: Option<&str>,
-) -> Result<Option<Vec<Arc<DecodingKey>>>, VerifyError> {
+) -> Result<Option<Vec<Arc<VerifyKey>>>, VerifyError> {
     let fitting = set.keys.iter().filter(|k| k.fits(alg));
-    let found: Vec<Arc<DecodingKey>> = match kid {
+    let found: Vec<Arc<VerifyKey>> = match kid {
         Some(kid) if !set.ignore_kid => fitting
             .filter(|k| k.kid.as_deref() == Some(kid))
             .map(|k| k.key.clone())
@@ -700,6 +703,7 @@ fn parse_jwk(item: &Value) -> Result<KeyEntry, String> {
         }
     };
     let key = DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable key: {e}"))?;
+    let key = VerifyKey::public(&key, ASYMMETRIC).ok_or("unusable key")?;
     Ok(KeyEntry {
         kid: jwk.common.key_id.clone(),
         kind,
@@ -725,47 +729,31 @@ fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
 
 /// One PEM public key (RSA, EC P-256/P-384 or Ed25519).
 fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
-    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-        return Ok(KeyEntry {
-            kid: None,
-            kind: KeyKind::Rsa,
-            alg: None,
-            key: Arc::new(key),
-        });
-    }
-    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-        return Ok(KeyEntry {
-            kid: None,
-            kind: KeyKind::Ed25519,
-            alg: None,
-            key: Arc::new(key),
-        });
-    }
-    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-        // The curve follows from the encoded point's length.
-        let kind = match key.as_bytes_len() {
-            65 => KeyKind::P256,
-            97 => KeyKind::P384,
-            _ => return Err("unsupported EC curve".into()),
-        };
-        return Ok(KeyEntry {
+    let entry = |kind, key: DecodingKey| -> Result<KeyEntry, String> {
+        let key = VerifyKey::public(&key, ASYMMETRIC).ok_or("unusable public key")?;
+        Ok(KeyEntry {
             kid: None,
             kind,
             alg: None,
             key: Arc::new(key),
-        });
+        })
+    };
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+        return entry(KeyKind::Rsa, key);
+    }
+    if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+        return entry(KeyKind::Ed25519, key);
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+        // The curve follows from the encoded point's length.
+        let kind = match key.try_get_as_bytes().map(<[u8]>::len) {
+            Ok(65) => KeyKind::P256,
+            Ok(97) => KeyKind::P384,
+            _ => return Err("unsupported EC curve".into()),
+        };
+        return entry(kind, key);
     }
     Err("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)".into())
-}
-
-trait PointLen {
-    fn as_bytes_len(&self) -> usize;
-}
-
-impl PointLen for DecodingKey {
-    fn as_bytes_len(&self) -> usize {
-        self.try_get_as_bytes().map(|b| b.len()).unwrap_or(0)
-    }
 }
 
 /// All trusted issuers, by exact `iss`.

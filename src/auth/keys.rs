@@ -2,13 +2,16 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use jsonwebtoken::{Algorithm, EncodingKey};
+
+use super::signature::VerifyKey;
 
 use crate::config::{ConfigError, SecretConfig, read_key_file};
 
 /// The local shared secret and what it may verify.
 pub struct HmacKey {
-    pub decoding: DecodingKey,
+    /// Prepared once; checks every token's signature.
+    pub verify: VerifyKey,
     pub encoding: EncodingKey,
     /// Allowed algorithms, in configuration order (the first one signs).
     pub algorithms: Vec<Algorithm>,
@@ -69,7 +72,7 @@ impl HmacKey {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(HmacKey {
-            decoding: DecodingKey::from_secret(&bytes),
+            verify: VerifyKey::hmac(&bytes, &algorithms),
             encoding: EncodingKey::from_secret(&bytes),
             algorithms,
             issuer: Some(cfg.issuer.clone()).filter(|s| !s.is_empty()),
