@@ -9,7 +9,9 @@
 #   REPS  repetitions per target (default 3; the summary reports medians)
 # env:
 #   ONLY="a b"     run only the named targets (peers and/or jwtgate-*); jwtgate instances not named are not started
-#   JWKS_URI=1     also start jwtgate-rs256-jwks (:8122) and jwtgate-es256-jwks (:8123), keys over https://127.0.0.1:8443
+#   JWKS_URI=1     also start jwtgate-rs256-jwks (:8122) and jwtgate-es256-jwks (:8123), keys over https://127.0.0.1:8444
+#                  (the lab's www/jwks.json, served with a CA-signed certificate; see start_jwks_https),
+#                  and their -nocache twins (:8132, :8133)
 #   CONNS=N        wrk connections (default 32, as in bench.sh)
 #   CHECK=0        skip the curl correctness matrix (check.sh) on the jwtgate instances
 #   TOKIO_WORKER_THREADS=N   passed through to jwtgate if set
@@ -115,7 +117,8 @@ instances=(
   "jwtgate-es256-nocache 8113 es256 es256 off"
 )
 if [ "${JWKS_URI:-0}" = 1 ]; then
-  instances+=("jwtgate-rs256-jwks 8122 rs256 rs256-jwks on" "jwtgate-es256-jwks 8123 es256 es256-jwks on")
+  instances+=("jwtgate-rs256-jwks 8122 rs256 rs256-jwks on" "jwtgate-es256-jwks 8123 es256 es256-jwks on"
+              "jwtgate-rs256-jwks-nocache 8132 rs256 rs256-jwks off" "jwtgate-es256-jwks-nocache 8133 es256 es256-jwks off")
 fi
 selected=()
 for i in "${instances[@]}"; do
@@ -124,7 +127,7 @@ for i in "${instances[@]}"; do
 done
 if [ "${JWKS_URI:-0}" != 1 ]; then
   for w in ${ONLY:-}; do
-    case $w in jwtgate-*-jwks) log "WARNING: $w needs JWKS_URI=1; it is not started" ;; esac
+    case $w in jwtgate-*-jwks|jwtgate-*-jwks-nocache) log "WARNING: $w needs JWKS_URI=1; it is not started" ;; esac
   done
 fi
 
@@ -156,9 +159,13 @@ write_conf() { # write_conf NAME PORT KIND CACHE -> path of the config
         echo '[[auth.issuers]]'
         echo "issuer = $(toml_str "$iss")"
         if [[ $kind == *-jwks ]]; then
-          echo 'jwks_uri = "https://127.0.0.1:8443/jwks.json"'
-          [ -f "$L/keys/jwks_tls_cert.pem" ] || die "no $L/keys/jwks_tls_cert.pem for the https JWKS"
-          echo "ca_file = $(toml_str "$L/keys/jwks_tls_cert.pem")"
+          # The lab's own https server (8443) presents a self-signed CA
+          # certificate as its server certificate, which rustls/webpki refuse
+          # (CaUsedAsEndEntity) while OpenSSL-based Apache accepts it; jwtgate
+          # fetches the same www/jwks.json from a twin server on 8444 with a
+          # CA-signed leaf certificate (see start_jwks_https below).
+          echo 'jwks_uri = "https://127.0.0.1:8444/jwks.json"'
+          echo "ca_file = $(toml_str "$JT/keys/ca.pem")"
         else
           echo "jwks_file = $(toml_str "$L/www/jwks.json")"
         fi
@@ -199,6 +206,31 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# ---------- the JWKS over https for the -jwks instances (JWKS_URI=1) ----------
+JT=$L/jwtgate-jwks
+start_jwks_https() {
+  mkdir -p "$JT/keys"
+  if [ ! -f "$JT/keys/jwks_tls_cert.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj /CN=jwtgate-bench-ca -keyout "$JT/keys/ca.key" -out "$JT/keys/ca.pem" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+      -keyout "$JT/keys/jwks_tls_key.pem" -out "$JT/keys/leaf.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$JT/keys/leaf.ext"
+    openssl x509 -req -in "$JT/keys/leaf.csr" -CA "$JT/keys/ca.pem" -CAkey "$JT/keys/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$JT/keys/leaf.ext" -out "$JT/keys/jwks_tls_cert.pem" 2>/dev/null \
+      || die "could not make the JWKS server certificate"
+  fi
+  cp "$PEERS/serve_jwks.py" "$JT/serve_jwks.py"   # it reads keys/ beside itself
+  python3 "$JT/serve_jwks.py" 8444 "$L/www" > "$L/logs/jwtgate-jwks-https.log" 2>&1 &
+  started_pids+=("$!")
+  for _ in $(seq 50); do
+    curl -s -o /dev/null --cacert "$JT/keys/ca.pem" https://127.0.0.1:8444/jwks.json && return 0
+    sleep 0.1
+  done
+  die "the JWKS https server on 8444 did not come up (see $L/logs/jwtgate-jwks-https.log)"
+}
+if [ "${JWKS_URI:-0}" = 1 ]; then start_jwks_https; fi
 
 extra_targets=""
 extra_pidfiles=""
