@@ -45,6 +45,7 @@ fn sign(alg: &str, kid: &str, signer: impl Fn(&[u8]) -> Vec<u8>) -> String {
 
 struct Fixture {
     state: State,
+    decoding: std::collections::HashMap<&'static str, jsonwebtoken::DecodingKey>,
     hs256: String,
     rs256: String,
     es256: String,
@@ -97,8 +98,24 @@ fn fixture(cache: u64) -> Fixture {
     let es256 = sign("ES256", "e1", |m| {
         ec.sign(&rng, m).unwrap().as_ref().to_vec()
     });
+    let mut decoding = std::collections::HashMap::new();
+    decoding.insert(
+        "RS256",
+        jsonwebtoken::DecodingKey::from_rsa_raw_components(
+            rsa.public_key().modulus().big_endian_without_leading_zero(),
+            rsa.public_key()
+                .exponent()
+                .big_endian_without_leading_zero(),
+        ),
+    );
+    decoding.insert(
+        "ES256",
+        jsonwebtoken::DecodingKey::from_ec_components(&b64(&point[1..33]), &b64(&point[33..]))
+            .unwrap(),
+    );
     Fixture {
         state,
+        decoding,
         hs256,
         rs256,
         es256,
@@ -134,6 +151,33 @@ fn bench(c: &mut Criterion) {
         rt.block_on(cached.state.verifier.verify(token)).unwrap();
         g.bench_function(name, |b| {
             b.iter(|| rt.block_on(cached.state.verifier.verify(token)).unwrap())
+        });
+    }
+    g.finish();
+
+    // The signature check alone, key prepared once (jwtgate's VerifyKey)
+    // against jsonwebtoken's per-call key construction, same keys, same run.
+    let mut g = c.benchmark_group("signature_only");
+    for (name, token, alg) in [
+        ("RS256", &f.rs256, jsonwebtoken::Algorithm::RS256),
+        ("ES256", &f.es256, jsonwebtoken::Algorithm::ES256),
+    ] {
+        let (message, sig_b64) = token.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig_b64).unwrap();
+        let decoding = &f.decoding[name];
+        let prepared = jwtgate::auth::signature::VerifyKey::public(decoding, &[alg]).unwrap();
+        assert!(prepared.verify(alg, message.as_bytes(), &sig));
+        assert!(jsonwebtoken::crypto::verify(sig_b64, message.as_bytes(), decoding, alg).unwrap());
+        g.bench_function(format!("{name}/prepared_key"), |b| {
+            b.iter(|| {
+                let sig = URL_SAFE_NO_PAD.decode(sig_b64).unwrap();
+                prepared.verify(alg, message.as_bytes(), &sig)
+            })
+        });
+        g.bench_function(format!("{name}/jsonwebtoken_per_call"), |b| {
+            b.iter(|| {
+                jsonwebtoken::crypto::verify(sig_b64, message.as_bytes(), decoding, alg).unwrap()
+            })
         });
     }
     g.finish();

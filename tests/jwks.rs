@@ -235,11 +235,18 @@ async fn idp_down_at_start_then_recovering() {
     let idp = Idp::start().await;
     idp.add_rsa("k1");
     idp.refuse_connections();
+    let healthy = Idp::start().await;
+    healthy.add_ec("h1");
     let up = Upstream::start().await;
+    let issuers = format!(
+        "{}{}",
+        issuer_block(&idp, "refetch_interval = \"1s\""),
+        issuer_block(&healthy, "")
+    );
     let gate = GateBuilder::toml(&config(
         &up,
-        "",
-        &issuer_block(&idp, "refetch_interval = \"1s\""),
+        &format!("[auth.secret]\nvalue = \"{SECRET}\""),
+        &issuers,
     ))
     .start();
     assert_eq!(ready(&gate).await, 503);
@@ -251,7 +258,13 @@ async fn idp_down_at_start_then_recovering() {
         gate_error(&resp).as_deref(),
         Some("temporarily_unavailable")
     );
-    // A local-secret token is not affected by the issuer's trouble.
+    // One issuer's trouble affects neither another issuer nor the local secret.
+    assert_eq!(
+        status_of(&gate, &healthy.sign("h1", &healthy.claims("b"))).await,
+        200
+    );
+    let local = hs256(SECRET, &json!({"sub": "c", "exp": now() + 600}));
+    assert_eq!(status_of(&gate, &local).await, 200);
     idp.accept_connections().await;
     eventually(
         Duration::from_secs(30),
