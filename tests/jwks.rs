@@ -345,6 +345,7 @@ async fn slow_idp_does_not_stall_known_keys() {
     assert_eq!(status_of(&gate, &token).await, 200);
     idp.set_delay(Duration::from_secs(5));
     idp.add_rsa("k2");
+    let before = idp.discovery_fetches();
     // A request with an unknown kid waits for the (slow) refetch…
     let url = gate.url("/api");
     let t2 = idp.sign("k2", &idp.claims("b"));
@@ -358,7 +359,13 @@ async fn slow_idp_does_not_stall_known_keys() {
             .status()
             .as_u16()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // (the refetch has reached the IdP, which now holds it for 5 s)…
+    eventually(
+        Duration::from_secs(10),
+        "the refetch reaching the IdP",
+        || async { (idp.discovery_fetches() > before).then_some(()) },
+    )
+    .await;
     // …while a request with a known kid is answered at once.
     let started = std::time::Instant::now();
     assert_eq!(status_of(&gate, &token).await, 200);
