@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
@@ -158,12 +157,6 @@ fn claim_header_value(v: &Value) -> Option<HeaderValue> {
         other => scalar(other),
     };
     HeaderValue::from_bytes(text.as_bytes()).ok()
-}
-
-/// The base64url (no padding) of arbitrary claims JSON.
-pub fn encode_claims(claims: &serde_json::Map<String, Value>) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(Value::Object(claims.clone()).to_string())
 }
 
 /// How the request reached the gate.

@@ -24,8 +24,6 @@ pub enum Rejection {
     },
     BadGateway(String),
     GatewayTimeout(String),
-    NotFound,
-    MethodNotAllowed(&'static str),
 }
 
 impl Rejection {
@@ -37,8 +35,6 @@ impl Rejection {
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Rejection::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Rejection::NotFound => StatusCode::NOT_FOUND,
-            Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -51,8 +47,6 @@ impl Rejection {
             Rejection::Unavailable { .. } => "temporarily_unavailable",
             Rejection::BadGateway(_) => "bad_gateway",
             Rejection::GatewayTimeout(_) => "gateway_timeout",
-            Rejection::NotFound => "not_found",
-            Rejection::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 
@@ -65,8 +59,6 @@ impl Rejection {
             | Rejection::BadGateway(d)
             | Rejection::GatewayTimeout(d) => d,
             Rejection::Unavailable { description, .. } => description,
-            Rejection::NotFound => "not found",
-            Rejection::MethodNotAllowed(d) => d,
         }
     }
 
@@ -107,9 +99,6 @@ impl Rejection {
         }
         if let Rejection::Unavailable { retry_after, .. } = &self {
             h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
-        }
-        if let Rejection::MethodNotAllowed(_) = &self {
-            h.insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         }
         resp
     }
