@@ -306,6 +306,9 @@ pub struct ForwardConfig {
     pub user_header: String,
     pub claims_headers: BTreeMap<String, String>,
     pub payload_header: String,
+    /// Keep an incoming `X-Forwarded-Proto`/`-Host` (one value each) instead
+    /// of overwriting them: only behind an ingress that sets them.
+    pub trust_forwarded_headers: bool,
 }
 
 impl Default for ForwardConfig {
@@ -314,6 +317,7 @@ impl Default for ForwardConfig {
             user_header: "X-Auth-User".into(),
             claims_headers: BTreeMap::new(),
             payload_header: String::new(),
+            trust_forwarded_headers: false,
         }
     }
 }

@@ -167,7 +167,10 @@ pub struct ConnInfo {
 }
 
 /// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
-pub fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, conn: ConnInfo) {
+/// `-Proto` and `-Host` are the gate's own view unless `trust_incoming`
+/// (`forward.trust_forwarded_headers`: the gate sits behind an ingress that
+/// sets them), in which case a single incoming value is kept.
+pub fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, conn: ConnInfo, trust_incoming: bool) {
     let peer = conn.peer.ip().to_string();
     let prior: Vec<&str> = headers
         .get_all("x-forwarded-for")
@@ -182,14 +185,27 @@ pub fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, conn: ConnInfo) {
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-    );
-    let host = headers.get(header::HOST).cloned().or_else(|| {
-        uri.authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    let single = |h: &HeaderMap, name: &str| {
+        let mut values = h.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) if !v.is_empty() => Some(v.clone()),
+            _ => None,
+        }
+    };
+    let proto = single(headers, "x-forwarded-proto").filter(|_| trust_incoming);
+    let proto = proto.unwrap_or(HeaderValue::from_static(if conn.tls {
+        "https"
+    } else {
+        "http"
+    }));
+    headers.insert("x-forwarded-proto", proto);
+    let host = single(headers, "x-forwarded-host")
+        .filter(|_| trust_incoming)
+        .or_else(|| headers.get(header::HOST).cloned())
+        .or_else(|| {
+            uri.authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
     match host {
         Some(h) => {
             headers.insert("x-forwarded-host", h);

@@ -164,7 +164,12 @@ async fn run(
         if let Some(id) = &decision.identity {
             state.identity_headers.set(headers, id);
         }
-        forward::set_forwarded(headers, &original_uri, conn);
+        forward::set_forwarded(
+            headers,
+            &original_uri,
+            conn,
+            state.config.forward.trust_forwarded_headers,
+        );
         if !headers.contains_key(header::HOST)
             && let Some(a) = original_uri.authority()
             && let Ok(v) = HeaderValue::from_str(a.as_str())

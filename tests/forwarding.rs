@@ -459,3 +459,43 @@ async fn cors_preflight_passes_only_when_allowed() {
     assert_eq!(resp.status(), 401);
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incoming_forwarded_proto_and_host_are_kept_only_when_trusted() {
+    let up = Upstream::start().await;
+    let spoof = [
+        auth("alice"),
+        "X-Forwarded-Proto: https".to_string(),
+        "X-Forwarded-Host: public.example".to_string(),
+    ];
+    let gate = GateBuilder::toml(&config(&up, "")).start();
+    assert_eq!(raw_get(gate.proxy, "/", &spoof).await.status, 200);
+    assert_eq!(
+        up.last().header("x-forwarded-proto").as_deref(),
+        Some("http")
+    );
+    assert_eq!(
+        up.last().header("x-forwarded-host").as_deref(),
+        Some("gate.test")
+    );
+
+    let trusting =
+        GateBuilder::toml(&config(&up, "[forward]\ntrust_forwarded_headers = true\n")).start();
+    assert_eq!(raw_get(trusting.proxy, "/", &spoof).await.status, 200);
+    assert_eq!(
+        up.last().header("x-forwarded-proto").as_deref(),
+        Some("https")
+    );
+    assert_eq!(
+        up.last().header("x-forwarded-host").as_deref(),
+        Some("public.example")
+    );
+    // Two values are ambiguous: the gate's own view wins.
+    let twice = [
+        auth("alice"),
+        "X-Forwarded-Proto: https".into(),
+        "X-Forwarded-Proto: http".into(),
+    ];
+    assert_eq!(raw_get(trusting.proxy, "/", &twice).await.status, 200);
+    assert_eq!(up.last().header_all("x-forwarded-proto"), vec!["http"]);
+}
