@@ -379,6 +379,38 @@ mod tests {
         assert_eq!(normalize_path("*").unwrap_err(), PathError::NotAbsolute);
     }
 
+    /// Random paths over the characters that matter: whatever comes out is
+    /// normal (no empty, `.` or `..` segment, even once decoded), and
+    /// normalising it again changes nothing.
+    #[test]
+    fn normalisation_is_idempotent_and_leaves_no_dot_segments() {
+        use rand::Rng;
+        const ALPHABET: &[u8] = b"/./%2eEfF5cC00a;";
+        let mut rng = rand::rng();
+        for _ in 0..20_000 {
+            let len = rng.random_range(1..24);
+            let mut p = String::from("/");
+            for _ in 0..len {
+                p.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
+            }
+            let Ok(n) = normalize_path(&p) else { continue };
+            assert!(n.starts_with('/'), "{p:?} -> {n:?}");
+            assert!(!n.contains("//"), "{p:?} -> {n:?}");
+            let decoded = percent_encoding::percent_decode_str(&n)
+                .decode_utf8_lossy()
+                .into_owned();
+            assert!(
+                !decoded.split('/').any(|seg| seg == "." || seg == ".."),
+                "{p:?} -> {n:?}"
+            );
+            assert!(
+                !decoded.contains('/') || !n.to_ascii_uppercase().contains("%2F"),
+                "{p:?} -> {n:?}"
+            );
+            assert_eq!(normalize_path(&n).unwrap(), n, "not idempotent for {p:?}");
+        }
+    }
+
     #[test]
     fn query_helpers() {
         assert_eq!(
