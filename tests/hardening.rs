@@ -114,3 +114,23 @@ async fn absolute_form_targets_are_judged_by_their_path_and_sent_to_the_upstream
     assert_eq!(resp.status, 401);
     assert_eq!(up.count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_serves_several_requests() {
+    let up = Upstream::start().await;
+    let gate = gate(&up, "");
+    let t = token();
+    let two = format!(
+        "GET /one HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\n\r\n\
+         GET /two HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {t}\r\nConnection: close\r\n\r\n"
+    );
+    let mut s = TcpStream::connect(gate.proxy).await.unwrap();
+    s.write_all(two.as_bytes()).await.unwrap();
+    let out = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the gate closes after the second request");
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    let paths: Vec<String> = up.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(paths, vec!["/one", "/two"]);
+}
