@@ -457,11 +457,12 @@ impl Config {
             .filter(|(k, _)| k.starts_with("JWTGATE_") && !NON_CONFIG_ENV.contains(&k.as_str()))
             .cloned()
             .collect();
+        let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
         for (k, v) in vars {
             let key = k["JWTGATE_".len()..]
                 .to_ascii_lowercase()
                 .replace("__", ".");
-            let value = typed_env_value(&key, &v);
+            let value = typed_env_value(&defaults, &key, &v);
             fig = fig.merge(env_source(&k, &key, value));
         }
         let o = &sources.overrides;
@@ -812,12 +813,9 @@ fn split_list(v: &str) -> serde_json::Value {
 /// split on commas, numbers and booleans parsed, everything else (secrets,
 /// durations, addresses) kept as the string it is. A value that does not
 /// parse stays a string, so the error names the key.
-fn typed_env_value(key: &str, v: &str) -> serde_json::Value {
+fn typed_env_value(defaults: &serde_json::Value, key: &str, v: &str) -> serde_json::Value {
     use serde_json::Value;
-    let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
-    let default = key
-        .split('.')
-        .try_fold(&defaults, |cur, part| cur.get(part));
+    let default = key.split('.').try_fold(defaults, |cur, part| cur.get(part));
     let t = v.trim();
     match default {
         Some(Value::Array(_)) => split_list(v),

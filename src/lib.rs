@@ -127,93 +127,106 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )?)))
     };
     let proxy_listener = server::bind("listen", &config.listen).await?;
-    let admin_listener = if config.admin_listen.is_empty() {
-        None
-    } else {
-        Some(server::bind("admin_listen", &config.admin_listen).await?)
-    };
-    let forward_auth_listener = if config.forward_auth_listen.is_empty() {
-        None
-    } else {
-        Some(server::bind("forward_auth_listen", &config.forward_auth_listen).await?)
-    };
+    let admin_listener = bind_optional("admin_listen", &config.admin_listen).await?;
+    let forward_auth_listener =
+        bind_optional("forward_auth_listen", &config.forward_auth_listen).await?;
+    let proxy_addr = proxy_listener.local_addr().map_err(|e| StartError::Bind {
+        key: "listen".into(),
+        addr: config.listen.clone(),
+        message: e.to_string(),
+    })?;
     let issuer_runtime = Arc::new(issuer::Runtime::default());
     let state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
     state.verifier.issuers().spawn_refreshers();
     let shared = Arc::new(Shared::new(state, metrics, issuer_runtime));
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    let options = |name, tls| ServeOptions {
+        name,
+        tls,
+        limits: limits.clone(),
+        drain_timeout: drain,
+    };
 
-    let proxy_addr = proxy_listener.local_addr().map_err(|e| StartError::Bind {
-        key: "listen".into(),
-        addr: "?".into(),
-        message: e.to_string(),
-    })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!("proxy listening on {proxy_addr} ({scheme})");
     let s = shared.clone();
-    let handler = move |conn, req| gate::handle(s.clone(), conn, req);
     tasks.push(tokio::spawn(server::serve(
         proxy_listener,
-        ServeOptions {
-            name: "proxy",
-            tls: tls.clone(),
-            limits: limits.clone(),
-            drain_timeout: drain,
-        },
-        handler,
+        options("proxy", tls.clone()),
+        move |conn, req| gate::handle(s.clone(), conn, req),
         rx.clone(),
     )));
-
-    let mut forward_auth_addr = None;
-    if let Some(l) = forward_auth_listener {
-        forward_auth_addr = l.local_addr().ok();
-        if let Some(a) = forward_auth_addr {
-            info!("forward-auth listening on {a}");
-        }
+    let forward_auth_addr = forward_auth_listener.map(|l| {
         let s = shared.clone();
-        let handler = move |_conn, req| forward_auth::handle(s.clone(), req);
-        tasks.push(tokio::spawn(server::serve(
+        spawn_listener(
+            &mut tasks,
             l,
-            ServeOptions {
-                name: "forward-auth",
-                tls: None,
-                limits: limits.clone(),
-                drain_timeout: drain,
-            },
-            handler,
+            options("forward-auth", None),
             rx.clone(),
-        )));
-    }
-
-    let mut admin_addr = None;
-    if let Some(l) = admin_listener {
-        let addr = l.local_addr().ok();
-        if let Some(a) = addr {
-            info!("admin listening on {a}");
-        }
-        admin_addr = addr;
+            move |_, req| forward_auth::handle(s.clone(), req),
+        )
+    });
+    let admin_addr = admin_listener.map(|l| {
         let s = shared.clone();
-        let handler = move |_conn, req| admin::handle(s.clone(), req);
-        tasks.push(tokio::spawn(server::serve(
+        spawn_listener(
+            &mut tasks,
             l,
-            ServeOptions {
-                name: "admin",
-                tls: None,
-                limits,
-                drain_timeout: drain,
-            },
-            handler,
-            rx,
-        )));
-    }
+            options("admin", None),
+            rx.clone(),
+            move |_, req| admin::handle(s.clone(), req),
+        )
+    });
     Ok(Running {
         proxy_addr,
-        admin_addr,
-        forward_auth_addr,
+        admin_addr: admin_addr.flatten(),
+        forward_auth_addr: forward_auth_addr.flatten(),
         shared,
         tls,
         shutdown: tx,
         tasks,
     })
+}
+
+/// Binds `addr` for the config `key`, unless it is "" (that listener is off).
+async fn bind_optional(
+    key: &str,
+    addr: &str,
+) -> Result<Option<tokio::net::TcpListener>, StartError> {
+    if addr.is_empty() {
+        Ok(None)
+    } else {
+        server::bind(key, addr).await.map(Some)
+    }
+}
+
+/// Serves one of the plain-HTTP side listeners in a task; logs and returns
+/// its address.
+fn spawn_listener<H, F, B>(
+    tasks: &mut Vec<JoinHandle<()>>,
+    listener: tokio::net::TcpListener,
+    opts: ServeOptions,
+    shutdown: watch::Receiver<bool>,
+    handler: H,
+) -> Option<SocketAddr>
+where
+    H: Fn(forward::ConnInfo, http::Request<hyper::body::Incoming>) -> F
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
+        + Send
+        + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let addr = listener.local_addr().ok();
+    if let Some(a) = addr {
+        info!("{} listening on {a}", opts.name);
+    }
+    tasks.push(tokio::spawn(server::serve(
+        listener, opts, handler, shutdown,
+    )));
+    addr
 }

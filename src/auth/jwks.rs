@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use super::VerifyError;
 use super::cache::TokenCache;
-use super::signature::{ASYMMETRIC, VerifyKey};
+use super::signature::{ASYMMETRIC, VerifyKey, alg_name};
 use crate::config::{ConfigError, IssuerTrustConfig, read_key_file};
 use crate::metrics::{FetchLabels, IssuerLabel, Metrics};
 
@@ -87,6 +87,18 @@ struct KeySet {
     ttl: Duration,
     /// Pinned keys (files, PEM): the `kid` is not required to match.
     ignore_kid: bool,
+}
+
+impl KeySet {
+    /// Keys from a file or the gate's own signer: never stale.
+    fn local(keys: Vec<KeyEntry>, ignore_kid: bool) -> KeySet {
+        KeySet {
+            keys,
+            fetched: Instant::now(),
+            ttl: Duration::MAX,
+            ignore_kid,
+        }
+    }
 }
 
 /// Where an issuer's keys come from.
@@ -159,22 +171,12 @@ impl IssuerKeys {
         let source = if !cfg.jwks_file.is_empty() {
             let bytes = read_key_file(&key("jwks_file"), &cfg.jwks_file)?;
             let set = parse_jwks(&bytes).map_err(|m| invalid(key("jwks_file"), m))?;
-            keys = Some(KeySet {
-                keys: set,
-                fetched: Instant::now(),
-                ttl: Duration::MAX,
-                ignore_kid: false,
-            });
+            keys = Some(KeySet::local(set, false));
             Source::Local
         } else if !cfg.public_key_file.is_empty() {
             let pem = read_key_file(&key("public_key_file"), &cfg.public_key_file)?;
             let entry = parse_pem(&pem).map_err(|m| invalid(key("public_key_file"), m))?;
-            keys = Some(KeySet {
-                keys: vec![entry],
-                fetched: Instant::now(),
-                ttl: Duration::MAX,
-                ignore_kid: true,
-            });
+            keys = Some(KeySet::local(vec![entry], true));
             Source::Local
         } else if !cfg.jwks_uri.is_empty() {
             check_url(&cfg.jwks_uri).map_err(|m| invalid(key("jwks_uri"), m))?;
@@ -192,9 +194,29 @@ impl IssuerKeys {
             Source::Local => None,
             _ => Some(http_client(&key("ca_file"), &cfg.ca_file)?),
         };
-        Ok(IssuerKeys {
-            name: cfg.issuer.clone(),
-            config: cfg.clone(),
+        Ok(IssuerKeys::assemble(
+            cfg.clone(),
+            algorithms,
+            source,
+            keys,
+            client,
+            metrics,
+            cache,
+        ))
+    }
+
+    /// The fields every issuer starts with.
+    fn assemble(
+        config: IssuerTrustConfig,
+        algorithms: Vec<Algorithm>,
+        source: Source,
+        keys: Option<KeySet>,
+        client: Option<reqwest::Client>,
+        metrics: Arc<Metrics>,
+        cache: Option<Arc<TokenCache>>,
+    ) -> IssuerKeys {
+        IssuerKeys {
+            name: config.issuer.clone(),
             algorithms,
             source,
             keys: ArcSwapOption::new(keys.map(Arc::new)),
@@ -203,7 +225,7 @@ impl IssuerKeys {
             last_unknown_kid_fetch: Mutex::new(None),
             unknown_kids: moka::sync::Cache::builder()
                 .max_capacity(UNKNOWN_KIDS_REMEMBERED)
-                .time_to_live(cfg.refetch_interval.max(Duration::from_secs(1)))
+                .time_to_live(config.refetch_interval.max(Duration::from_secs(1)))
                 .build(),
             failures: Default::default(),
             refresher_started: Default::default(),
@@ -211,7 +233,8 @@ impl IssuerKeys {
             client,
             metrics,
             cache,
-        })
+            config,
+        }
     }
 
     /// The gate's own issuer, trusted with one fixed key.
@@ -222,40 +245,28 @@ impl IssuerKeys {
     ) -> Result<IssuerKeys, ConfigError> {
         let kind = kind_for(key.algorithm)
             .ok_or_else(|| invalid("issuer.signing_key_file".into(), "not an asymmetric key"))?;
+        let verify = VerifyKey::public(&key.key, &[key.algorithm])
+            .ok_or_else(|| invalid("issuer.signing_key_file".into(), "unusable public key"))?;
+        let entry = KeyEntry {
+            kid: key.kid,
+            kind,
+            alg: Some(key.algorithm),
+            key: Arc::new(verify),
+        };
         let config = IssuerTrustConfig {
-            issuer: name.clone(),
-            algorithms: vec![format!("{:?}", key.algorithm)],
+            issuer: name,
+            algorithms: vec![alg_name(key.algorithm).into()],
             ..Default::default()
         };
-        Ok(IssuerKeys {
-            name,
-            algorithms: vec![key.algorithm],
-            source: Source::Local,
-            keys: ArcSwapOption::new(Some(Arc::new(KeySet {
-                keys: vec![KeyEntry {
-                    kid: key.kid,
-                    kind,
-                    alg: Some(key.algorithm),
-                    key: Arc::new(VerifyKey::public(&key.key, &[key.algorithm]).ok_or_else(
-                        || invalid("issuer.signing_key_file".into(), "unusable public key"),
-                    )?),
-                }],
-                fetched: Instant::now(),
-                ttl: Duration::MAX,
-                ignore_kid: false,
-            }))),
-            fetching: tokio::sync::Mutex::new(()),
-            fetch_count: Default::default(),
-            last_unknown_kid_fetch: Mutex::new(None),
-            unknown_kids: moka::sync::Cache::new(1),
-            failures: Default::default(),
-            refresher_started: Default::default(),
-            last_error: Mutex::new(None),
-            client: None,
-            metrics,
-            cache: None,
+        Ok(IssuerKeys::assemble(
             config,
-        })
+            vec![key.algorithm],
+            Source::Local,
+            Some(KeySet::local(vec![entry], false)),
+            None,
+            metrics,
+            None,
+        ))
     }
 
     pub fn name(&self) -> &str {

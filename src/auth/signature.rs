@@ -109,6 +109,25 @@ impl VerifyKey {
     }
 }
 
+/// The JOSE name of an algorithm (`Algorithm` is `#[non_exhaustive]`).
+pub fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "unsupported",
+    }
+}
+
 /// Every asymmetric algorithm jwtgate knows (keys are prepared for those
 /// that fit; the issuer's `algorithms` decide which a token may use).
 pub const ASYMMETRIC: &[Algorithm] = &[

@@ -13,6 +13,7 @@ use super::cache::TokenCache;
 use super::claims::{self, now};
 use super::jwks::Issuers;
 use super::keys::HmacKey;
+use super::signature::alg_name;
 use crate::metrics::Metrics;
 
 /// Longest token accepted: far above any real JWT, far below a header limit.
@@ -166,10 +167,6 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).filter(|c| !c.is_control()).collect()
 }
 
-fn alg_name(alg: Algorithm) -> String {
-    format!("{alg:?}")
-}
-
 /// Verifies tokens for one configuration generation.
 pub struct Verifier {
     hmac: Option<HmacKey>,
@@ -258,7 +255,7 @@ impl Verifier {
             AlgorithmFamily::Hmac => {
                 let key = self.hmac.as_ref().ok_or(VerifyError::NoHmacKey)?;
                 if !key.algorithms.contains(&header.alg) {
-                    return Err(VerifyError::AlgNotAllowed(alg_name(header.alg)));
+                    return Err(VerifyError::AlgNotAllowed(alg_name(header.alg).into()));
                 }
                 // An HS token must never speak for an asymmetric issuer: that is
                 // the classic public-key-as-HMAC-secret confusion.
@@ -283,7 +280,7 @@ impl Verifier {
                 };
                 let issuer = self.issuers.get(iss).ok_or(VerifyError::UntrustedIssuer)?;
                 if !issuer.algorithms().contains(&header.alg) {
-                    return Err(VerifyError::AlgNotAllowed(alg_name(header.alg)));
+                    return Err(VerifyError::AlgNotAllowed(alg_name(header.alg).into()));
                 }
                 let keys = issuer.keys_for(header.alg, header.kid.as_deref()).await?;
                 let verified = keys

@@ -84,15 +84,11 @@ impl Failure {
 }
 
 fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    // The gate's JSON reply (no-store), plus the HTTP/1.0 cache header
+    // RFC 6749 §5.1 asks of token responses.
+    let mut resp = crate::respond::json_response(status, body);
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
 
@@ -265,7 +261,7 @@ impl Endpoints {
             &self.issuer,
             &base,
             &self.token_path,
-            super::signer::alg_name(self.signer.algorithm()),
+            crate::auth::signature::alg_name(self.signer.algorithm()),
         );
         public(json(StatusCode::OK, &doc), method)
     }

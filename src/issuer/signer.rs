@@ -18,6 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use serde_json::{Map, Value, json};
 
 use crate::auth::keys::HmacKey;
+use crate::auth::signature::alg_name;
 use crate::config::{Config, ConfigError, read_key_file};
 
 /// Signing failed (never expected with a key that loaded; no details that
@@ -290,20 +291,6 @@ fn ec_pair(der: &[u8]) -> Option<Pair> {
     .into_iter()
     .find_map(|alg| EcdsaKeyPair::from_private_key_der(alg, der).ok())
     .map(Pair::Ec)
-}
-
-/// The JOSE name of an algorithm.
-pub fn alg_name(alg: Algorithm) -> &'static str {
-    match alg {
-        Algorithm::HS256 => "HS256",
-        Algorithm::HS384 => "HS384",
-        Algorithm::HS512 => "HS512",
-        Algorithm::RS256 => "RS256",
-        Algorithm::ES256 => "ES256",
-        Algorithm::ES384 => "ES384",
-        Algorithm::EdDSA => "EdDSA",
-        _ => "unsupported",
-    }
 }
 
 #[cfg(test)]
