@@ -88,6 +88,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub status: StatusConfig,
     pub routes: Vec<RouteConfig>,
+    pub paths: PathsConfig,
     pub forward: ForwardConfig,
     pub issuer: IssuerConfig,
 }
@@ -106,6 +107,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             status: StatusConfig::default(),
             routes: Vec::new(),
+            paths: PathsConfig::default(),
             forward: ForwardConfig::default(),
             issuer: IssuerConfig::default(),
         }
@@ -300,6 +302,18 @@ pub struct RouteConfig {
     pub allow_cors_preflight: bool,
 }
 
+/// How request paths are read (see `uri::normalize_path_with`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// Keep `;` path parameters (Java servers' `;jsessionid=`): routes are
+    /// then matched on the path with parameters removed, and that path is
+    /// forwarded. Off: a `;` in a path is 400.
+    pub allow_path_parameters: bool,
+    /// Match routes ignoring ASCII case, for backends (IIS) that do.
+    pub case_insensitive: bool,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
@@ -309,6 +323,13 @@ pub struct ForwardConfig {
     /// Keep an incoming `X-Forwarded-Proto`/`-Host` (one value each) instead
     /// of overwriting them: only behind an ingress that sets them.
     pub trust_forwarded_headers: bool,
+    /// Protocols an HTTP/1.1 `GET` may upgrade to after authorisation
+    /// (`Upgrade` tokens). Every other upgrade is removed from the request.
+    pub upgrades: Vec<String>,
+    /// Override and forwarding headers (`X-HTTP-Method-Override`,
+    /// `X-Original-URL`, `Forwarded`, ...) that are removed by default and
+    /// that this backend needs to receive from clients as they are.
+    pub pass_headers: Vec<String>,
 }
 
 impl Default for ForwardConfig {
@@ -318,6 +339,8 @@ impl Default for ForwardConfig {
             claims_headers: BTreeMap::new(),
             payload_header: String::new(),
             trust_forwarded_headers: false,
+            upgrades: vec!["websocket".into()],
+            pass_headers: Vec::new(),
         }
     }
 }
@@ -652,6 +675,12 @@ impl Config {
         if !self.status.path.starts_with('/') {
             return Err(invalid("status.path", "must start with /".into()));
         }
+        if let Err(e) = crate::uri::normalize_config_path(&self.status.path) {
+            return Err(invalid(
+                "status.path",
+                format!("{e}: no request could ever match it"),
+            ));
+        }
         for (i, r) in self.routes.iter().enumerate() {
             let key = |k: &str| format!("routes[{i}].{k}");
             if r.prefix.is_empty() == r.path.is_empty() {
@@ -665,8 +694,22 @@ impl Config {
             } else {
                 &r.prefix
             };
+            let which = if r.prefix.is_empty() {
+                "path"
+            } else {
+                "prefix"
+            };
             if !p.starts_with('/') {
-                return Err(invalid(&key("prefix"), "must start with /".into()));
+                return Err(invalid(&key(which), "must start with /".into()));
+            }
+            // Routes are compared in normalised form; one that cannot be
+            // normalised (a `;`, an encoded `/`) could never match a request
+            // and would silently not guard what it names.
+            if let Err(e) = crate::uri::normalize_config_path(p) {
+                return Err(invalid(
+                    &key(which),
+                    format!("{p:?}: {e}; write the path as requests reach the gate"),
+                ));
             }
             for m in &r.methods {
                 if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
@@ -681,9 +724,47 @@ impl Config {
         for h in self.forward.claims_headers.values() {
             headers.push(("forward.claims_headers", h));
         }
-        for (key, h) in headers {
+        for (key, h) in &headers {
             if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
                 return Err(invalid(key, format!("{h:?} is not a valid header name")));
+            }
+        }
+        for (i, h) in self.forward.pass_headers.iter().enumerate() {
+            let key = format!("forward.pass_headers[{i}]");
+            if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                return Err(invalid(&key, format!("{h:?} is not a valid header name")));
+            }
+            let canon = crate::forward::canonical_header(h);
+            if headers
+                .iter()
+                .any(|(_, id)| crate::forward::canonical_header(id) == canon)
+            {
+                return Err(invalid(
+                    &key,
+                    format!("{h:?} is an identity header: a client can never supply it"),
+                ));
+            }
+        }
+        for (i, u) in self.forward.upgrades.iter().enumerate() {
+            let key = format!("forward.upgrades[{i}]");
+            if u.is_empty()
+                || !u
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b))
+            {
+                return Err(invalid(
+                    &key,
+                    format!("{u:?} is not an upgrade protocol token"),
+                ));
+            }
+            // An h2c upgrade hands the rest of the connection to HTTP/2
+            // streams the gate never sees: a bypass, never a setting.
+            if u.eq_ignore_ascii_case("h2c") || u.to_ascii_lowercase().starts_with("h2c/") {
+                return Err(invalid(
+                    &key,
+                    "h2c cannot be tunnelled: streams after the upgrade would bypass the gate"
+                        .into(),
+                ));
             }
         }
         if self.issuer.enabled {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -26,6 +26,7 @@ use crate::respond::Rejection;
 pub type GateBody = Either<Incoming, Full<Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies know).
+/// `HTTP2-Settings` belongs to the h2c upgrade, which is never forwarded.
 const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
     header::TE,
@@ -37,39 +38,80 @@ const HOP_BY_HOP: &[HeaderName] = &[
 ];
 const KEEP_ALIVE: &str = "keep-alive";
 const PROXY_CONNECTION: &str = "proxy-connection";
+const HTTP2_SETTINGS: &str = "http2-settings";
 
-/// Is this an HTTP/1.1 protocol upgrade request (WebSocket)?
-pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
-    let asks = headers
+/// Headers by which a client could make a backend (or a framework in it)
+/// handle another method or path than the one the gate decided on, or
+/// believe another client address. Removed on the proxy listener unless
+/// named in `forward.pass_headers`.
+const OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-method",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// Headers the gate itself sets on every forwarded request.
+const GATE_SET_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+];
+
+/// A header name as CGI/WSGI servers (and nginx with
+/// `underscores_in_headers`) read it: case ignored, `_` the same as `-`.
+pub fn canonical_header(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => b.to_ascii_lowercase() as char,
+        })
+        .collect()
+}
+
+/// Does `Connection` carry the `upgrade` option?
+fn connection_has_upgrade(headers: &HeaderMap) -> bool {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if asks {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The protocol name of an `Upgrade` token (`websocket` of `websocket/13`).
+fn protocol_name(token: &str) -> &str {
+    token.split('/').next().unwrap_or(token).trim()
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(KEEP_ALIVE);
     headers.remove(PROXY_CONNECTION);
+    headers.remove(HTTP2_SETTINGS);
 }
 
 /// The identity headers of `[forward]`, compiled once per configuration.
@@ -102,6 +144,13 @@ impl IdentityHeaders {
                 Some(name("forward.payload_header", &cfg.payload_header)?)
             },
         })
+    }
+
+    /// Every identity header name.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        std::iter::once(&self.user)
+            .chain(self.claims.iter().map(|(_, h)| h))
+            .chain(self.payload.iter())
     }
 
     /// Removes every copy of every identity header, whatever its case, so
@@ -142,6 +191,275 @@ impl IdentityHeaders {
     }
 }
 
+/// What a forwarded request may carry, compiled once per configuration:
+/// the identity headers, the headers no client may send in any spelling,
+/// the override headers removed, the upgrades allowed, and where tokens hide.
+#[derive(Debug)]
+pub struct HeaderRules {
+    pub identity: IdentityHeaders,
+    /// Canonical names (lower case, `-`) that a client header must not
+    /// equal once `_` is read as `-`: identity headers, the headers the gate
+    /// sets, and the override headers (passed or not: an alias is never the
+    /// header the operator chose to pass).
+    owned: Vec<String>,
+    /// Override headers removed from every request (not in `pass_headers`).
+    removed: Vec<HeaderName>,
+    pass_real_ip: bool,
+    pass_forwarded: bool,
+    trust_forwarded: bool,
+    /// `forward.upgrades`, lower-cased protocol names.
+    upgrades: Vec<String>,
+    /// Query parameters and cookies that may carry a token
+    /// (`auth.token_from`): never forwarded.
+    token_params: Vec<String>,
+    token_cookies: Vec<String>,
+}
+
+impl HeaderRules {
+    pub fn from_config(
+        forward: &ForwardConfig,
+        token_sources: &[crate::auth::bearer::TokenSource],
+    ) -> Result<Self, ConfigError> {
+        use crate::auth::bearer::TokenSource;
+        let identity = IdentityHeaders::from_config(forward)?;
+        let passed: Vec<String> = forward
+            .pass_headers
+            .iter()
+            .map(|h| canonical_header(h))
+            .collect();
+        let mut owned: Vec<String> = identity
+            .names()
+            .map(|h| canonical_header(h.as_str()))
+            .collect();
+        owned.extend(GATE_SET_HEADERS.iter().map(|h| (*h).to_string()));
+        owned.extend(OVERRIDE_HEADERS.iter().map(|h| (*h).to_string()));
+        owned.sort();
+        owned.dedup();
+        Ok(HeaderRules {
+            identity,
+            owned,
+            removed: OVERRIDE_HEADERS
+                .iter()
+                .filter(|h| !passed.iter().any(|p| p == *h))
+                .map(|h| HeaderName::from_static(h))
+                .collect(),
+            pass_real_ip: passed.iter().any(|p| p == "x-real-ip"),
+            pass_forwarded: passed.iter().any(|p| p == "forwarded"),
+            trust_forwarded: forward.trust_forwarded_headers,
+            upgrades: forward
+                .upgrades
+                .iter()
+                .map(|u| u.to_ascii_lowercase())
+                .collect(),
+            token_params: token_sources
+                .iter()
+                .filter_map(|s| match s {
+                    TokenSource::Query(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+            token_cookies: token_sources
+                .iter()
+                .filter_map(|s| match s {
+                    TokenSource::Cookie(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+        })
+    }
+
+    /// The query parameter names that may carry a token.
+    pub fn token_params(&self) -> impl Iterator<Item = &str> {
+        self.token_params.iter().map(String::as_str)
+    }
+
+    /// The upgrade this request may make: an HTTP/1.1 `GET` whose
+    /// `Connection` asks for one and whose single `Upgrade` header offers an
+    /// allowed protocol. The token to send on (`websocket`), or `None`: the
+    /// request then goes on as plain HTTP/1.1, its upgrade removed.
+    pub fn upgrade_for<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+        if req.method() != Method::GET || req.version() != Version::HTTP_11 {
+            return None;
+        }
+        let headers = req.headers();
+        if !connection_has_upgrade(headers) {
+            return None;
+        }
+        let mut values = headers.get_all(header::UPGRADE).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            return None;
+        };
+        let offered = value.to_str().ok()?;
+        offered
+            .split(',')
+            .map(str::trim)
+            .find(|t| {
+                let name = protocol_name(t);
+                self.upgrades.iter().any(|u| u.eq_ignore_ascii_case(name))
+            })
+            .and_then(|t| HeaderValue::from_str(t).ok())
+    }
+
+    /// Did the upstream switch to the protocol that was asked for?
+    pub fn upgrade_accepted(asked: &HeaderValue, resp: &HeaderMap) -> bool {
+        let Some(asked) = asked.to_str().ok().map(protocol_name) else {
+            return false;
+        };
+        let mut values = resp.get_all(header::UPGRADE).iter();
+        match (values.next(), values.next()) {
+            (Some(v), None) => v
+                .to_str()
+                .is_ok_and(|v| protocol_name(v).eq_ignore_ascii_case(asked)),
+            _ => false,
+        }
+    }
+
+    /// Removes every header a client must not send to the upstream: hop-by-hop
+    /// ones, identity headers (any case, any copy), aliases of the headers the
+    /// gate owns (`X_Auth_User`), override headers not passed, and cookies
+    /// that may carry a token.
+    fn strip(&self, headers: &mut HeaderMap) {
+        remove_hop_by_hop(headers);
+        self.identity.strip(headers);
+        for h in &self.removed {
+            headers.remove(h);
+        }
+        // Aliases: only names with `_` can be one (names are lower case).
+        if headers.keys().any(|k| k.as_str().contains('_')) {
+            let aliases: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| k.as_str().contains('_'))
+                .filter(|k| {
+                    let canon = canonical_header(k.as_str());
+                    self.owned.binary_search(&canon).is_ok()
+                })
+                .cloned()
+                .collect();
+            for h in aliases {
+                headers.remove(h);
+            }
+        }
+        for name in &self.token_cookies {
+            crate::auth::bearer::strip_cookie(headers, name);
+        }
+    }
+
+    /// Sets `X-Real-IP` and `Forwarded` from the gate's own view when the
+    /// operator trusts forwarding headers (and did not pass the client's).
+    fn set_client_view(&self, headers: &mut HeaderMap, conn: ConnInfo) {
+        if !self.trust_forwarded {
+            return;
+        }
+        let ip = conn.peer.ip();
+        if !self.pass_real_ip
+            && let Ok(v) = HeaderValue::from_str(&ip.to_string())
+        {
+            headers.insert("x-real-ip", v);
+        }
+        if !self.pass_forwarded {
+            let node = match ip {
+                std::net::IpAddr::V4(a) => a.to_string(),
+                std::net::IpAddr::V6(a) => format!("[{a}]"),
+            };
+            let mut v = format!(
+                "for=\"{node}\";proto={}",
+                if conn.tls { "https" } else { "http" }
+            );
+            if let Some(host) = headers
+                .get("x-forwarded-host")
+                .and_then(|h| h.to_str().ok())
+                .filter(|h| !h.contains('"') && !h.contains('\\'))
+            {
+                v.push_str(&format!(";host=\"{host}\""));
+            }
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                headers.insert(header::FORWARDED, v);
+            }
+        }
+    }
+}
+
+/// What the decision phases let through, as `prepare` needs it.
+pub struct Verdict<'a> {
+    pub identity: Option<&'a Identity>,
+    /// The verified token came from `Authorization` on this request and
+    /// `auth.forward_token` is on: keep that header.
+    pub keep_authorization: bool,
+    /// The upgrade to forward (`HeaderRules::upgrade_for`, after authorisation).
+    pub upgrade: Option<&'a HeaderValue>,
+}
+
+/// Phase 5: makes the request the upstream will receive. Header hygiene,
+/// identity headers, forwarding headers, the allowed upgrade, and `uri`
+/// (the normalised path with the cleaned query) as the target. The upstream
+/// receives exactly the request the decision was made on.
+pub fn prepare<B>(
+    rules: &HeaderRules,
+    req: &mut Request<B>,
+    verdict: Verdict<'_>,
+    conn: ConnInfo,
+    uri: Uri,
+) {
+    let original_authority = req.uri().authority().cloned();
+    let headers = req.headers_mut();
+    rules.strip(headers);
+    if !verdict.keep_authorization {
+        headers.remove(header::AUTHORIZATION);
+    }
+    if let Some(id) = verdict.identity {
+        rules.identity.set(headers, id);
+    }
+    if !headers.contains_key(header::HOST)
+        && let Some(a) = &original_authority
+        && let Ok(v) = HeaderValue::from_str(a.as_str())
+    {
+        headers.insert(header::HOST, v);
+    }
+    set_forwarded(
+        headers,
+        original_authority.as_ref(),
+        conn,
+        rules.trust_forwarded,
+    );
+    rules.set_client_view(headers, conn);
+    if let Some(proto) = verdict.upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+    *req.uri_mut() = uri;
+}
+
+/// Checks that the request names one host: at most one `Host` header, and
+/// one that agrees with the authority of an absolute-form target or of
+/// HTTP/2's `:authority`. A disagreement would let the gate and the
+/// upstream (or a virtual-host router behind it) read different hosts.
+pub fn check_host<B>(req: &Request<B>) -> Result<(), &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    if let (Some(host), Some(authority)) = (host, req.uri().authority()) {
+        let default_port = match req.uri().scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        };
+        let same = host
+            .to_str()
+            .ok()
+            .and_then(|h| h.parse::<Authority>().ok())
+            .is_some_and(|h| {
+                h.host().eq_ignore_ascii_case(authority.host())
+                    && h.port_u16().or(default_port) == authority.port_u16().or(default_port)
+            });
+        if !same {
+            return Err("Host header disagrees with the request target");
+        }
+    }
+    Ok(())
+}
+
 /// A claim as a header value: strings as they are, arrays comma-joined,
 /// anything else as JSON. Values that cannot be a header are left out.
 fn claim_header_value(v: &Value) -> Option<HeaderValue> {
@@ -170,7 +488,12 @@ pub struct ConnInfo {
 /// `-Proto` and `-Host` are the gate's own view unless `trust_incoming`
 /// (`forward.trust_forwarded_headers`: the gate sits behind an ingress that
 /// sets them), in which case a single incoming value is kept.
-pub fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, conn: ConnInfo, trust_incoming: bool) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    authority: Option<&Authority>,
+    conn: ConnInfo,
+    trust_incoming: bool,
+) {
     let peer = conn.peer.ip().to_string();
     let prior: Vec<&str> = headers
         .get_all("x-forwarded-for")
@@ -202,10 +525,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, uri: &Uri, conn: ConnInfo, trust_i
     let host = single(headers, "x-forwarded-host")
         .filter(|_| trust_incoming)
         .or_else(|| headers.get(header::HOST).cloned())
-        .or_else(|| {
-            uri.authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     match host {
         Some(h) => {
             headers.insert("x-forwarded-host", h);

@@ -17,7 +17,6 @@ use hyper::body::Incoming;
 use tracing::info;
 
 use crate::gate::{Denial, decide};
-use crate::policy;
 use crate::respond::Rejection;
 use crate::state::{Shared, State};
 
@@ -69,24 +68,51 @@ async fn answer(
             None,
         )
     };
+    // The verdict must hold for the request the ingress will forward, which
+    // is the URI as described, not the gate's normal form of it: so the
+    // description must already be normal (a method is required too; a
+    // default would answer for a request nobody described).
     let method = first(headers, &["x-forwarded-method", "x-original-method"])
-        .map(|m| Method::from_bytes(m.trim().as_bytes()))
-        .transpose()
-        .map_err(|_| bad("X-Forwarded-Method is not a method"))?
-        .unwrap_or(Method::GET);
-    let uri = first(headers, &["x-forwarded-uri", "x-original-uri"])
+        .ok_or_else(|| bad("missing X-Forwarded-Method or X-Original-Method"))?;
+    let method = Method::from_bytes(method.trim().as_bytes())
+        .map_err(|_| bad("X-Forwarded-Method is not a method"))?;
+    if method == Method::CONNECT {
+        return Err(bad("CONNECT is not supported"));
+    }
+    let raw = first(headers, &["x-forwarded-uri", "x-original-uri"])
         .ok_or_else(|| bad("missing X-Forwarded-Uri or X-Original-URI"))?;
-    let uri: http::Uri = uri
+    if raw.contains('#') {
+        return Err((
+            Rejection::InvalidRequest(crate::uri::PathError::Fragment.to_string()),
+            "bad_path",
+            None,
+        ));
+    }
+    let uri: http::Uri = raw
         .parse()
         .map_err(|_| bad("the described URI is invalid"))?;
-    let path = policy::normalize_path(uri.path())
+    // Path parameters are refused here whatever `paths.allow_path_parameters`
+    // says: the ingress forwards them as they are, so the backend would not
+    // see the path the verdict was given for.
+    let path = crate::uri::normalize_path(uri.path())
         .map_err(|e| (Rejection::InvalidRequest(e.to_string()), "bad_path", None))?;
+    if path != uri.path() {
+        return Err((
+            Rejection::InvalidRequest(
+                "the described path is not in normal form (dot segments, //, or encoded \
+                 characters); the ingress would forward another spelling than the one decided on"
+                    .into(),
+            ),
+            "bad_path",
+            None,
+        ));
+    }
     let route = state.policy.route(&method, &path);
     let decision = decide(state, shared, &method, headers, &path, uri.query(), route).await?;
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::OK;
     if let Some(id) = &decision.identity {
-        *resp.headers_mut() = state.identity_headers.all_for(id);
+        *resp.headers_mut() = state.headers.identity.all_for(id);
     }
     let user = decision.identity.as_ref().map(|i| i.user.clone());
     Ok((resp, decision.allow.reason(), user))

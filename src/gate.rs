@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -45,10 +44,11 @@ impl Allow {
 pub(crate) struct Decision {
     pub(crate) allow: Allow,
     pub(crate) identity: Option<Arc<Identity>>,
-    /// The query to forward (the status token or a query-borne JWT removed).
+    /// The query to forward: every parameter that may carry a token (and
+    /// the status token) removed.
     query: Option<String>,
-    /// A cookie to remove before forwarding.
-    strip_cookie: Option<String>,
+    /// Where the verified token was read (`None` for an exemption).
+    token_source: Option<TokenSource>,
 }
 
 /// Serves one proxied request.
@@ -104,10 +104,21 @@ async fn run(
     conn: ConnInfo,
     mut req: Request<Incoming>,
 ) -> Result<(Response<GateBody>, Allow, Option<String>), Denial> {
-    // Phase 0: one spelling of the path for every decision below. (A Uri
-    // clone shares its bytes; it lets the path borrow from it.)
+    // Phase 0: a request with one meaning. CONNECT would make the gate a
+    // tunnel to wherever the client names; two hosts are two meanings.
+    if req.method() == Method::CONNECT {
+        return Err((
+            Rejection::MethodNotAllowed("CONNECT is not supported".into()),
+            "bad_method",
+            None,
+        ));
+    }
+    forward::check_host(&req)
+        .map_err(|d| (Rejection::InvalidRequest(d.into()), "bad_host", None))?;
+    // One spelling of the path for every decision below, and the one that
+    // is forwarded. (A Uri clone shares its bytes; it lets the path borrow.)
     let original_uri = req.uri().clone();
-    let path = policy::normalize_path(original_uri.path())
+    let path = crate::uri::normalize_path_with(original_uri.path(), state.path_rules)
         .map_err(|e| (Rejection::InvalidRequest(e.to_string()), "bad_path", None))?;
     let query = original_uri.query();
 
@@ -136,7 +147,7 @@ async fn run(
     // Phase 1: route.
     let route = state.policy.route(req.method(), &path);
 
-    // Phase 2: token, or an exemption.
+    // Phases 2-4: token, or an exemption; verify; authorise.
     let decision = decide(
         state,
         shared,
@@ -149,43 +160,24 @@ async fn run(
     .await?;
     let user = decision.identity.as_ref().map(|i| i.user.clone());
 
-    // Phase 5: header hygiene and identity.
-    let upgrade = forward::upgrade_protocol(req.headers());
+    // Phase 5: the request the upstream receives.
+    let upgrade = state.headers.upgrade_for(&req);
     let uri = state
         .upstream
         .uri_for(&path, decision.query.as_deref())
         .map_err(|r| (r, "bad_path", user.clone()))?;
-    {
-        let headers = req.headers_mut();
-        forward::remove_hop_by_hop(headers);
-        state.identity_headers.strip(headers);
-        if !state.config.auth.forward_token {
-            headers.remove(header::AUTHORIZATION);
-        }
-        if let Some(name) = &decision.strip_cookie {
-            bearer::strip_cookie(headers, name);
-        }
-        if let Some(id) = &decision.identity {
-            state.identity_headers.set(headers, id);
-        }
-        forward::set_forwarded(
-            headers,
-            &original_uri,
-            conn,
-            state.config.forward.trust_forwarded_headers,
-        );
-        if !headers.contains_key(header::HOST)
-            && let Some(a) = original_uri.authority()
-            && let Ok(v) = HeaderValue::from_str(a.as_str())
-        {
-            headers.insert(header::HOST, v);
-        }
-        if let Some(proto) = &upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, proto.clone());
-        }
-    }
-    *req.uri_mut() = uri;
+    forward::prepare(
+        &state.headers,
+        &mut req,
+        forward::Verdict {
+            identity: decision.identity.as_deref(),
+            keep_authorization: state.config.auth.forward_token
+                && matches!(decision.token_source, Some(TokenSource::Header)),
+            upgrade: upgrade.as_ref(),
+        },
+        conn,
+        uri,
+    );
 
     // Phase 6: upstream.
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -198,7 +190,12 @@ async fn run(
         (r, reason, user.clone())
     })?;
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
+        // Only the protocol that was asked for, and allowed, may be spliced:
+        // anything else would hand the connection to a protocol the gate
+        // never sees into.
+        if let (Some(client_upgrade), Some(asked)) = (client_upgrade, &upgrade)
+            && forward::HeaderRules::upgrade_accepted(asked, resp.headers())
+        {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             tokio::spawn(async move {
                 match tokio::try_join!(client_upgrade, upstream_upgrade) {
@@ -212,9 +209,8 @@ async fn run(
             });
             return Ok((resp.map(Either::Left), decision.allow, user));
         }
-        // An upstream that switches protocols unasked is broken.
         return Err((
-            Rejection::BadGateway("upstream switched protocols unasked".into()),
+            Rejection::BadGateway("upstream switched to a protocol that was not asked for".into()),
             "upstream_error",
             user,
         ));
@@ -235,28 +231,41 @@ pub(crate) async fn decide(
     query: Option<&str>,
     route: Option<&policy::Route>,
 ) -> Result<Decision, Denial> {
+    // Nothing that may carry a token is forwarded, whoever is let through:
+    // an exempt route never passes on a token nobody verified.
+    let clean_query = |extra: Option<&str>| {
+        query.and_then(|q| {
+            let mut names: Vec<&str> = state.headers.token_params().collect();
+            names.extend(extra);
+            if names.is_empty() {
+                Some(q.to_owned())
+            } else {
+                crate::uri::strip_query_params(q, &names)
+            }
+        })
+    };
     if state.policy.status_exempt(method, path, query) {
         return Ok(Decision {
             allow: Allow::Status,
             identity: None,
-            query: query.and_then(|q| policy::strip_query_param(q, "token")),
-            strip_cookie: None,
+            query: clean_query(Some("token")),
+            token_source: None,
         });
     }
     if route.is_some_and(|r| r.auth == crate::config::RouteAuth::None) {
         return Ok(Decision {
             allow: Allow::Public,
             identity: None,
-            query: query.map(str::to_owned),
-            strip_cookie: None,
+            query: clean_query(None),
+            token_source: None,
         });
     }
     if state.policy.cors_preflight_exempt(method, headers, path) {
         return Ok(Decision {
             allow: Allow::Preflight,
             identity: None,
-            query: query.map(str::to_owned),
-            strip_cookie: None,
+            query: clean_query(None),
+            token_source: None,
         });
     }
 
@@ -298,16 +307,11 @@ pub(crate) async fn decide(
         )
     })?;
 
-    let (query, strip_cookie) = match &found.source {
-        TokenSource::Query(name) => (query.and_then(|q| policy::strip_query_param(q, name)), None),
-        TokenSource::Cookie(name) => (query.map(str::to_owned), Some(name.clone())),
-        TokenSource::Header => (query.map(str::to_owned), None),
-    };
     Ok(Decision {
         allow: Allow::Token,
         identity: Some(identity),
-        query,
-        strip_cookie,
+        query: clean_query(None),
+        token_source: Some(found.source),
     })
 }
 

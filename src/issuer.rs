@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::claims::now;
 use crate::config::{Config, ConfigError};
-use crate::policy::normalize_path;
+use crate::uri::normalize_path;
 
 use limiter::{Limiter, Thresholds};
 use signer::Signer;

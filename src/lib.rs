@@ -20,6 +20,7 @@ pub mod respond;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod uri;
 pub mod whoami;
 
 use std::net::SocketAddr;

@@ -10,152 +10,8 @@ use subtle::ConstantTimeEq;
 use crate::auth::Identity;
 use crate::auth::claims::lookup;
 use crate::config::{Config, RouteAuth, RouteConfig};
-
-/// Why a path cannot be decided on.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
-    #[error("path must start with /")]
-    NotAbsolute,
-    #[error("path contains an encoded slash or backslash")]
-    EncodedSeparator,
-    #[error("path contains a NUL byte")]
-    Nul,
-    #[error("path contains a backslash")]
-    Backslash,
-    #[error("path is not valid UTF-8 once decoded")]
-    BadUtf8,
-    #[error("path has an invalid percent-encoding")]
-    BadEncoding,
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Normalises a request path so that one resource has one spelling:
-/// unreserved characters are percent-decoded, other escapes upper-cased,
-/// `.`/`..` resolved (never above the root), `//` merged. A path that would
-/// stay ambiguous for the upstream (encoded `/` or `\`, NUL, invalid UTF-8
-/// after decoding) is refused instead.
-pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
-    let bytes = raw.as_bytes();
-    if bytes.first() != Some(&b'/') {
-        return Err(PathError::NotAbsolute);
-    }
-    // Fast path, the common case: nothing to decode, no empty, `.` or `..`
-    // segment, no backslash or NUL. Such a path is already normal.
-    if !bytes.iter().any(|b| matches!(b, b'%' | b'\\' | 0))
-        && !raw.contains("//")
-        && !raw.split('/').any(|seg| seg == "." || seg == "..")
-    {
-        return Ok(Cow::Borrowed(raw));
-    }
-    // Pass 1: decode unreserved escapes, check the rest, and check that the
-    // fully decoded path is UTF-8.
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' {
-            let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err(PathError::BadEncoding);
-            };
-            let c = h * 16 + l;
-            match c {
-                b'/' | b'\\' => return Err(PathError::EncodedSeparator),
-                0 => return Err(PathError::Nul),
-                _ => {}
-            }
-            decoded.push(c);
-            if is_unreserved(c) {
-                out.push(c);
-            } else {
-                out.push(b'%');
-                out.push(b"0123456789ABCDEF"[(c >> 4) as usize]);
-                out.push(b"0123456789ABCDEF"[(c & 15) as usize]);
-            }
-            i += 3;
-        } else {
-            if b == b'\\' {
-                return Err(PathError::Backslash);
-            }
-            if b == 0 {
-                return Err(PathError::Nul);
-            }
-            decoded.push(b);
-            out.push(b);
-            i += 1;
-        }
-    }
-    if std::str::from_utf8(&decoded).is_err() {
-        return Err(PathError::BadUtf8);
-    }
-    // Only ASCII escapes were rewritten, so `out` is ASCII-safe UTF-8.
-    let path = String::from_utf8(out).map_err(|_| PathError::BadUtf8)?;
-    // Pass 2: segments.
-    let trailing = path.ends_with('/') || path.ends_with("/.") || path.ends_with("/..");
-    let mut segs: Vec<&str> = Vec::new();
-    for seg in path.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                segs.pop();
-            }
-            s => segs.push(s),
-        }
-    }
-    let mut norm = String::with_capacity(path.len());
-    for s in &segs {
-        norm.push('/');
-        norm.push_str(s);
-    }
-    if norm.is_empty() || trailing {
-        norm.push('/');
-    }
-    Ok(Cow::Owned(norm))
-}
-
-/// Splits a query into decoded `(name, value)` pairs (`+` is a space).
-pub fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    q.split('&').filter(|p| !p.is_empty()).map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        (decode_component(k), decode_component(v))
-    })
-}
-
-fn decode_component(s: &str) -> String {
-    let s = s.replace('+', " ");
-    percent_encoding::percent_decode_str(&s)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-/// The query without the parameters named `name` (`None` if nothing remains).
-pub fn strip_query_param(q: &str, name: &str) -> Option<String> {
-    let kept: Vec<&str> = q
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .filter(|p| decode_component(p.split_once('=').map_or(p, |(k, _)| k)) != name)
-        .collect();
-    if kept.is_empty() {
-        None
-    } else {
-        Some(kept.join("&"))
-    }
-}
+use crate::uri::query_pairs;
+pub use crate::uri::{PathError, normalize_path};
 
 /// A route, compiled from configuration.
 #[derive(Debug)]
@@ -176,12 +32,25 @@ enum PathMatch {
 }
 
 impl Route {
-    fn from_config(c: &RouteConfig) -> Route {
+    /// `case_insensitive`: the matcher is kept lower-cased, and so is the
+    /// path it is compared with (`Policy::route`).
+    fn from_config(c: &RouteConfig, case_insensitive: bool) -> Route {
+        // Compared in the form requests are: normalised like a request path
+        // (validation has refused one that cannot be), so that a route
+        // written `/Admin/../x` or `/café` means what a request for it sends.
+        let form = |p: &str| {
+            let p = crate::uri::normalize_config_path(p).unwrap_or_else(|_| p.to_string());
+            if case_insensitive {
+                p.to_ascii_lowercase()
+            } else {
+                p
+            }
+        };
         Route {
             matcher: if c.path.is_empty() {
-                PathMatch::Prefix(c.prefix.clone())
+                PathMatch::Prefix(form(&c.prefix))
             } else {
-                PathMatch::Exact(c.path.clone())
+                PathMatch::Exact(form(&c.path))
             },
             methods: c
                 .methods
@@ -242,23 +111,38 @@ pub struct Policy {
     status_path: String,
     status_token: Option<Vec<u8>>,
     allow_cors_preflight: bool,
+    case_insensitive: bool,
 }
 
 impl Policy {
     pub fn from_config(c: &Config) -> Policy {
         Policy {
-            routes: c.routes.iter().map(Route::from_config).collect(),
+            routes: c
+                .routes
+                .iter()
+                .map(|r| Route::from_config(r, c.paths.case_insensitive))
+                .collect(),
             allowed_users: c.auth.allowed_users.clone(),
-            status_path: c.status.path.clone(),
+            status_path: crate::uri::normalize_config_path(&c.status.path)
+                .unwrap_or_else(|_| c.status.path.clone()),
             status_token: Some(c.status.token.expose().as_bytes().to_vec())
                 .filter(|t| !t.is_empty()),
             allow_cors_preflight: c.auth.allow_cors_preflight,
+            case_insensitive: c.paths.case_insensitive,
         }
     }
 
-    /// The first route whose path and method match.
+    /// The first route whose path and method match (`path` normalised).
+    /// With `paths.case_insensitive`, for backends such as IIS that ignore
+    /// case, `/ADMIN` takes the route written `/admin`.
     pub fn route(&self, method: &Method, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| r.matches(method, path))
+        let path: Cow<'_, str> =
+            if self.case_insensitive && path.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(path.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(path)
+            };
+        self.routes.iter().find(|r| r.matches(method, &path))
     }
 
     /// The status exemption: GET/HEAD on exactly the status path, with
@@ -351,81 +235,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalisation() {
-        assert_eq!(normalize_path("/a/./b/../c").unwrap(), "/a/c");
-        assert_eq!(normalize_path("//status").unwrap(), "/status");
-        assert_eq!(normalize_path("/st%61tus").unwrap(), "/status");
-        assert_eq!(normalize_path("/status/").unwrap(), "/status/");
-        assert_eq!(normalize_path("/status/../admin").unwrap(), "/admin");
-        assert_eq!(normalize_path("/../../etc").unwrap(), "/etc");
-        assert_eq!(normalize_path("/%2e%2e/x").unwrap(), "/x");
-        assert_eq!(normalize_path("/a/..").unwrap(), "/");
-        assert_eq!(normalize_path("/a%20b").unwrap(), "/a%20b");
-        assert_eq!(normalize_path("/a%3fb").unwrap(), "/a%3Fb");
-        assert_eq!(normalize_path("/status;x").unwrap(), "/status;x");
-        assert_eq!(normalize_path("/caf%C3%A9").unwrap(), "/caf%C3%A9");
-        assert_eq!(
-            normalize_path("/status%2F..").unwrap_err(),
-            PathError::EncodedSeparator
-        );
-        assert_eq!(
-            normalize_path("/a%5cb").unwrap_err(),
-            PathError::EncodedSeparator
-        );
-        assert_eq!(normalize_path("/a%00").unwrap_err(), PathError::Nul);
-        assert_eq!(normalize_path("/a%FF").unwrap_err(), PathError::BadUtf8);
-        assert_eq!(normalize_path("/a%G1").unwrap_err(), PathError::BadEncoding);
-        assert_eq!(normalize_path("/a\\b").unwrap_err(), PathError::Backslash);
-        assert_eq!(normalize_path("*").unwrap_err(), PathError::NotAbsolute);
-    }
-
-    /// Random paths over the characters that matter: whatever comes out is
-    /// normal (no empty, `.` or `..` segment, even once decoded), and
-    /// normalising it again changes nothing.
-    #[test]
-    fn normalisation_is_idempotent_and_leaves_no_dot_segments() {
-        use rand::Rng;
-        const ALPHABET: &[u8] = b"/./%2eEfF5cC00a;";
-        let mut rng = rand::rng();
-        for _ in 0..20_000 {
-            let len = rng.random_range(1..24);
-            let mut p = String::from("/");
-            for _ in 0..len {
-                p.push(ALPHABET[rng.random_range(0..ALPHABET.len())] as char);
-            }
-            let Ok(n) = normalize_path(&p) else { continue };
-            assert!(n.starts_with('/'), "{p:?} -> {n:?}");
-            assert!(!n.contains("//"), "{p:?} -> {n:?}");
-            let decoded = percent_encoding::percent_decode_str(&n)
-                .decode_utf8_lossy()
-                .into_owned();
-            assert!(
-                !decoded.split('/').any(|seg| seg == "." || seg == ".."),
-                "{p:?} -> {n:?}"
-            );
-            assert!(
-                !decoded.contains('/') || !n.to_ascii_uppercase().contains("%2F"),
-                "{p:?} -> {n:?}"
-            );
-            assert_eq!(normalize_path(&n).unwrap(), n, "not idempotent for {p:?}");
-        }
-    }
-
-    #[test]
-    fn query_helpers() {
-        assert_eq!(
-            strip_query_param("token=x&a=1", "token").as_deref(),
-            Some("a=1")
-        );
-        assert_eq!(strip_query_param("tok%65n=x", "token"), None);
-        let p: Vec<_> = query_pairs("a=1+2&b=%41").collect();
-        assert_eq!(
-            p,
-            vec![("a".into(), "1 2".into()), ("b".into(), "A".into())]
-        );
-    }
-
-    #[test]
     fn preflight_follows_the_route_of_the_requested_method() {
         let mut c = Config::default();
         c.routes.push(RouteConfig {
@@ -453,10 +262,13 @@ mod tests {
 
     #[test]
     fn prefix_on_segment_boundary() {
-        let r = Route::from_config(&RouteConfig {
-            prefix: "/api".into(),
-            ..Default::default()
-        });
+        let r = Route::from_config(
+            &RouteConfig {
+                prefix: "/api".into(),
+                ..Default::default()
+            },
+            false,
+        );
         assert!(r.matches(&Method::GET, "/api"));
         assert!(r.matches(&Method::GET, "/api/x"));
         assert!(!r.matches(&Method::GET, "/apix"));

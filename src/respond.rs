@@ -17,6 +17,8 @@ pub enum Rejection {
     NoToken,
     InvalidToken(String),
     InvalidRequest(String),
+    /// A method the gate never forwards (CONNECT): 405.
+    MethodNotAllowed(String),
     Forbidden(String),
     Unavailable {
         description: String,
@@ -31,6 +33,7 @@ impl Rejection {
         match self {
             Rejection::NoToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             Rejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Rejection::Forbidden(_) => StatusCode::FORBIDDEN,
             Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,
@@ -42,7 +45,7 @@ impl Rejection {
         match self {
             Rejection::NoToken => "unauthorized",
             Rejection::InvalidToken(_) => "invalid_token",
-            Rejection::InvalidRequest(_) => "invalid_request",
+            Rejection::InvalidRequest(_) | Rejection::MethodNotAllowed(_) => "invalid_request",
             Rejection::Forbidden(_) => "insufficient_scope",
             Rejection::Unavailable { .. } => "temporarily_unavailable",
             Rejection::BadGateway(_) => "bad_gateway",
@@ -55,6 +58,7 @@ impl Rejection {
             Rejection::NoToken => "a bearer token is required",
             Rejection::InvalidToken(d)
             | Rejection::InvalidRequest(d)
+            | Rejection::MethodNotAllowed(d)
             | Rejection::Forbidden(d)
             | Rejection::BadGateway(d)
             | Rejection::GatewayTimeout(d) => d,
@@ -70,7 +74,7 @@ impl Rejection {
                 "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
                 quote(d)
             )),
-            Rejection::InvalidRequest(d) => Some(format!(
+            Rejection::InvalidRequest(d) | Rejection::MethodNotAllowed(d) => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
                 quote(d)
             )),

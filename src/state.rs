@@ -11,7 +11,7 @@ use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{Issuers, StaticKey};
 use crate::auth::keys::HmacKey;
 use crate::config::{Config, ConfigError};
-use crate::forward::{IdentityHeaders, Upstream};
+use crate::forward::{HeaderRules, Upstream};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 
@@ -21,7 +21,9 @@ pub struct State {
     pub policy: Policy,
     pub verifier: Verifier,
     pub upstream: Upstream,
-    pub identity_headers: IdentityHeaders,
+    /// What a forwarded request may carry (`[forward]`, `auth.token_from`).
+    pub headers: HeaderRules,
+    pub path_rules: crate::uri::PathRules,
     pub token_sources: Vec<TokenSource>,
     pub issuer: Option<crate::issuer::Endpoints>,
 }
@@ -70,7 +72,7 @@ impl State {
             cache,
             metrics,
         );
-        let token_sources = config
+        let token_sources: Vec<TokenSource> = config
             .auth
             .token_from
             .iter()
@@ -82,7 +84,10 @@ impl State {
             policy: Policy::from_config(&config),
             verifier,
             upstream: Upstream::new(&config.upstream)?,
-            identity_headers: IdentityHeaders::from_config(&config.forward)?,
+            headers: HeaderRules::from_config(&config.forward, &token_sources)?,
+            path_rules: crate::uri::PathRules {
+                allow_path_parameters: config.paths.allow_path_parameters,
+            },
             token_sources,
             config: Arc::new(config),
         })

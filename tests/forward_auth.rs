@@ -68,17 +68,42 @@ async fn answers_nginx_and_traefik_questions() {
     assert_eq!(r.status(), 200);
 
     // No token: the rejection of the table.
-    let r = ask(&gate, &[("x-forwarded-uri", "/app")]).await;
+    let r = ask(
+        &gate,
+        &[("x-forwarded-method", "GET"), ("x-forwarded-uri", "/app")],
+    )
+    .await;
     assert_eq!(r.status(), 401);
     assert_eq!(header(&r, "www-authenticate"), "Bearer realm=\"jwtgate\"");
 
     // Exemptions apply to the described request.
-    let r = ask(&gate, &[("x-forwarded-uri", "/public/a")]).await;
+    let r = ask(
+        &gate,
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public/a"),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().get("x-auth-user").is_none());
-    let r = ask(&gate, &[("x-original-uri", "/status?token=st-token")]).await;
+    let r = ask(
+        &gate,
+        &[
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/status?token=st-token"),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let r = ask(&gate, &[("x-original-uri", "/status/?token=st-token")]).await;
+    let r = ask(
+        &gate,
+        &[
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/status/?token=st-token"),
+        ],
+    )
+    .await;
     assert_eq!(r.status(), 401);
 
     // Authorisation: not allowed user, missing claim.
@@ -86,6 +111,7 @@ async fn answers_nginx_and_traefik_questions() {
     let r = ask(
         &gate,
         &[
+            ("x-forwarded-method", "GET"),
             ("x-forwarded-uri", "/app"),
             ("authorization", &bearer(&carol)),
         ],
@@ -94,7 +120,11 @@ async fn answers_nginx_and_traefik_questions() {
     assert_eq!(r.status(), 403);
     let r = ask(
         &gate,
-        &[("x-forwarded-uri", "/admin/x"), ("authorization", &auth)],
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/admin/x"),
+            ("authorization", &auth),
+        ],
     )
     .await;
     assert_eq!(r.status(), 403);
@@ -104,11 +134,90 @@ async fn answers_nginx_and_traefik_questions() {
     assert_eq!(r.status(), 400);
     let r = ask(
         &gate,
-        &[("x-forwarded-uri", "/a%2Fb"), ("authorization", &auth)],
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/a%2Fb"),
+            ("authorization", &auth),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    // A missing method is a bad question, not a GET (the verdict would be
+    // for a request nobody described).
+    let r = ask(
+        &gate,
+        &[("x-forwarded-uri", "/app"), ("authorization", &auth)],
     )
     .await;
     assert_eq!(r.status(), 400);
     assert_eq!(up.count(), 0, "the forward-auth listener never forwards");
+}
+
+/// The verdict must hold for the URI the ingress forwards as it is: a
+/// description that the gate would read differently (dot segments, `//`,
+/// encoded characters, path parameters) is refused rather than answered for
+/// its normal form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_descriptions_that_are_not_in_normal_form() {
+    let up = Upstream::start().await;
+    let gate = gate(&up);
+    let token = hs256(SECRET, &json!({"sub": "alice", "exp": now() + 600}));
+    let auth = bearer(&token);
+    for uri in [
+        "/public/../admin/x",
+        "/public/./x",
+        "/public//x",
+        "//public/x",
+        "/public/%2e%2e/admin/x",
+        "/%70ublic/x",
+        "/public/..;/admin/x",
+        "/public;x/a",
+        "/public/a%3Bb",
+        "/public/a#frag",
+        "/public/%252e%252e/admin",
+    ] {
+        for (method_h, uri_h) in [
+            ("x-forwarded-method", "x-forwarded-uri"),
+            ("x-original-method", "x-original-uri"),
+        ] {
+            let r = ask(&gate, &[(method_h, "GET"), (uri_h, uri)]).await;
+            assert_eq!(r.status(), 400, "{uri_h}: {uri}");
+            let r = ask(
+                &gate,
+                &[(method_h, "GET"), (uri_h, uri), ("authorization", &auth)],
+            )
+            .await;
+            assert_eq!(r.status(), 400, "{uri_h}: {uri} with a token");
+        }
+    }
+    // The normal forms themselves are answered.
+    let r = ask(
+        &gate,
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public/x"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = ask(
+        &gate,
+        &[
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public/a%20b?q=1"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = ask(
+        &gate,
+        &[
+            ("x-forwarded-method", "CONNECT"),
+            ("x-forwarded-uri", "/public/x"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

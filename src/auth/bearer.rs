@@ -107,7 +107,7 @@ fn is_token68(b: u8) -> bool {
 fn from_query(query: Option<&str>, name: &str) -> Result<Option<String>, ExtractError> {
     let Some(q) = query else { return Ok(None) };
     let mut found = None;
-    for (k, v) in crate::policy::query_pairs(q) {
+    for (k, v) in crate::uri::query_pairs(q) {
         if k == name {
             if found.is_some() {
                 return Err(ExtractError::Ambiguous("token parameter given twice"));

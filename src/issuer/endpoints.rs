@@ -147,7 +147,7 @@ fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
     let text = std::str::from_utf8(body)
         .map_err(|_| Failure::bad_request("the form body is not UTF-8"))?;
     let mut fields: Vec<(String, String)> = Vec::new();
-    for (k, v) in crate::policy::query_pairs(text) {
+    for (k, v) in crate::uri::query_pairs(text) {
         if fields.iter().any(|(n, _)| *n == k) {
             return Err(Failure::bad_request(format!("parameter {k:?} is repeated")));
         }
