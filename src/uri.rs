@@ -59,9 +59,42 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+/// Bytes a normal path carries raw: RFC 3986 `pchar` less `;` (a path
+/// parameter) and `%` (always an escape). Every other byte is carried as
+/// an upper-case escape. Backends decode both spellings to the same byte,
+/// so there must be only one: `%21` becomes `!`, a raw `é` becomes `%C3%A9`.
+const fn raw_in_normal_path(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
 }
+
+/// `raw_in_normal_path` as a table, with `/` added (for the fast path).
+static FAST_OK: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = raw_in_normal_path(i as u8) || i as u8 == b'/';
+        i += 1;
+    }
+    t
+};
 
 /// Normalises a request path under the default rules (path parameters
 /// refused). See [`normalize_path_with`].
@@ -85,9 +118,7 @@ pub fn normalize_path_with(raw: &str, rules: PathRules) -> Result<Cow<'_, str>, 
     }
     // Fast path, the common case: nothing to decode or check, no empty, `.`
     // or `..` segment. Such a path is already normal.
-    if !bytes
-        .iter()
-        .any(|&b| matches!(b, b'%' | b'\\' | b';' | b'#') || b < 0x20 || b == 0x7f)
+    if bytes.iter().all(|&b| FAST_OK[b as usize])
         && !raw.contains("//")
         && !raw.split('/').any(|seg| seg == "." || seg == "..")
     {
@@ -130,16 +161,17 @@ pub fn normalize_path_with(raw: &str, rules: PathRules) -> Result<Cow<'_, str>, 
     Ok(Cow::Owned(norm))
 }
 
-/// One segment (no `/`, parameters already removed): unreserved escapes
-/// decoded, other escapes upper-cased; the decoded bytes are appended to
-/// `decoded` for the UTF-8 check.
+/// One segment (no `/`, parameters already removed) in normal form: each
+/// escape decoded, then every byte that a normal path does not carry raw
+/// (`raw_in_normal_path`) re-encoded in upper case. The decoded bytes are
+/// appended to `decoded` for the UTF-8 check.
 fn decode_segment(seg: &str, decoded: &mut Vec<u8>) -> Result<String, PathError> {
     let bytes = seg.as_bytes();
     let mut out = String::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        match b {
+        let c = match b {
             b'%' => {
                 let (Some(h), Some(l)) = (
                     bytes.get(i + 1).copied().and_then(hex),
@@ -152,67 +184,50 @@ fn decode_segment(seg: &str, decoded: &mut Vec<u8>) -> Result<String, PathError>
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     b';' => return Err(PathError::EncodedSemicolon),
                     0 => return Err(PathError::Nul),
-                    c if c < 0x20 || c == 0x7f => return Err(PathError::ControlChar),
-                    b'%' if bytes.get(i + 3).copied().and_then(hex).is_some()
-                        && bytes.get(i + 4).copied().and_then(hex).is_some() =>
-                    {
-                        return Err(PathError::DoubleEncoding);
-                    }
                     _ => {}
                 }
-                decoded.push(c);
-                if is_unreserved(c) {
-                    out.push(c as char);
-                } else {
-                    out.push('%');
-                    out.push(b"0123456789ABCDEF"[(c >> 4) as usize] as char);
-                    out.push(b"0123456789ABCDEF"[(c & 15) as usize] as char);
-                }
                 i += 3;
+                c
             }
             b'\\' => return Err(PathError::Backslash),
-            0 => return Err(PathError::Nul),
             b'#' => return Err(PathError::Fragment),
-            b if b < 0x20 || b == 0x7f => return Err(PathError::ControlChar),
             _ => {
-                // Raw bytes are copied whole (a multi-byte UTF-8 character
-                // starts at a char boundary here, since `%`-escapes and ASCII
-                // are the only things consumed byte-wise).
-                let start = i;
-                while i < bytes.len()
-                    && !matches!(bytes[i], b'%' | b'\\' | b'#')
-                    && bytes[i] >= 0x20
-                    && bytes[i] != 0x7f
-                {
-                    i += 1;
-                }
-                out.push_str(&seg[start..i]);
-                decoded.extend_from_slice(&bytes[start..i]);
-                continue;
+                i += 1;
+                b
             }
+        };
+        if c == 0 {
+            return Err(PathError::Nul);
+        }
+        if c < 0x20 || c == 0x7f {
+            return Err(PathError::ControlChar);
+        }
+        decoded.push(c);
+        // An encoded `%` followed by two hex digits (raw or decoded): a
+        // second decoding would read another character.
+        if let [.., b'%', h, l] = decoded[..]
+            && hex(h).is_some()
+            && hex(l).is_some()
+        {
+            return Err(PathError::DoubleEncoding);
+        }
+        if raw_in_normal_path(c) {
+            out.push(c as char);
+        } else {
+            out.push('%');
+            out.push(b"0123456789ABCDEF"[(c >> 4) as usize] as char);
+            out.push(b"0123456789ABCDEF"[(c & 15) as usize] as char);
         }
     }
     Ok(out)
 }
 
 /// A path written in the configuration (a route's `path` or `prefix`, the
-/// status path) in the form requests are compared in: bytes that cannot
-/// appear raw in a request path (non-ASCII, space, ...) percent-encoded,
-/// then normalised like a request path. `None` when it cannot match any
-/// request (it would be refused as ambiguous).
+/// status path) in the form requests are compared in: normalised like a
+/// request path (so `/café` and `/Admin/../x` mean what a request for them
+/// sends). An error when no request could ever match it.
 pub fn normalize_config_path(p: &str) -> Result<String, PathError> {
-    const RAW_OK: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'"')
-        .add(b'<')
-        .add(b'>')
-        .add(b'`')
-        .add(b'{')
-        .add(b'}')
-        .add(b'^')
-        .add(b'|');
-    let encoded: String = percent_encoding::utf8_percent_encode(p, RAW_OK).collect();
-    normalize_path(&encoded).map(Cow::into_owned)
+    normalize_path(p).map(Cow::into_owned)
 }
 
 /// Splits a query into decoded `(name, value)` pairs (`+` is a space).
@@ -275,6 +290,11 @@ mod tests {
         assert_eq!(normalize_path("/a%20b").unwrap(), "/a%20b");
         assert_eq!(normalize_path("/a%3fb").unwrap(), "/a%3Fb");
         assert_eq!(normalize_path("/caf%C3%A9").unwrap(), "/caf%C3%A9");
+        assert_eq!(normalize_path("/caf%c3%a9").unwrap(), "/caf%C3%A9");
+        assert_eq!(normalize_path("/café").unwrap(), "/caf%C3%A9");
+        assert_eq!(normalize_path("/a%21b%3A%40").unwrap(), "/a!b:@");
+        assert_eq!(normalize_path("/a!b:@").unwrap(), "/a!b:@");
+        assert_eq!(normalize_path("/a\"b").unwrap(), "/a%22b");
         assert_eq!(normalize_path("/100%25").unwrap(), "/100%25");
         assert_eq!(normalize_path("/").unwrap(), "/");
         for (p, e) in [
@@ -333,7 +353,7 @@ mod tests {
     #[test]
     fn normalisation_is_idempotent_and_leaves_no_dot_segments() {
         use rand::Rng;
-        const ALPHABET: &[u8] = b"/./%2eEfF5cC00a;3bB#";
+        const ALPHABET: &[u8] = b"/./%2eEfF5cC00a;3bB#41";
         let mut rng = rand::rng();
         for rules in [PathRules::default(), PARAMS] {
             for _ in 0..20_000 {
