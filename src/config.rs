@@ -132,6 +132,11 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// Connections served at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// A connection with no request in progress (an idle HTTP/1.1
+    /// keep-alive, an HTTP/2 connection with no open stream) is closed
+    /// after this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -140,6 +145,7 @@ impl Default for LimitsConfig {
             header_read_timeout: Duration::from_secs(10),
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -219,7 +219,7 @@ where
     F: std::future::Future<Output = Result<http::Response<B>, std::convert::Infallible>>
         + Send
         + 'static,
-    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let addr = listener.local_addr().ok();
