@@ -1,4 +1,8 @@
 //! The admin listener: liveness, readiness, metrics, and key refresh.
+//!
+//! Read-only endpoints are open (the kubelet probes the pod IP). Mutating
+//! ones are accepted from a loopback peer, or from anywhere with
+//! `admin.token` presented as a bearer token; others get 403.
 
 use std::sync::Arc;
 
@@ -9,14 +13,54 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::auth::jwks::Refresh;
+use crate::forward::ConnInfo;
 use crate::respond::json_response;
 use crate::state::Shared;
 
+/// May this request use a mutating endpoint?
+pub fn may_mutate(peer: std::net::IpAddr, headers: &http::HeaderMap, token: &str) -> bool {
+    if peer.to_canonical().is_loopback() {
+        return true;
+    }
+    if token.is_empty() {
+        return false;
+    }
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let (Some(v), None) = (values.next(), values.next()) else {
+        return false;
+    };
+    let Some((scheme, given)) = v.to_str().ok().and_then(|v| v.split_once(' ')) else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.trim().as_bytes(),
+            token.as_bytes(),
+        ))
+}
+
 pub async fn handle(
     shared: Arc<Shared>,
+    conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let state = shared.current();
+    if req.method() == Method::POST
+        && !may_mutate(
+            conn.peer.ip(),
+            req.headers(),
+            state.config.admin.token.expose(),
+        )
+    {
+        return Ok(json_response(
+            StatusCode::FORBIDDEN,
+            &json!({
+                "error": "forbidden",
+                "error_description": "mutating admin endpoints need a loopback peer or admin.token",
+            }),
+        ));
+    }
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => {
             json_response(StatusCode::OK, &json!({"status": "ok"}))
@@ -48,22 +92,36 @@ pub async fn handle(
         }
         (&Method::POST, "/keys/refresh") => {
             let outcomes = state.verifier.issuers().refresh_all().await;
-            let ok = outcomes.iter().all(|(_, r)| r.is_ok());
+            let failed = outcomes
+                .iter()
+                .any(|(_, r)| matches!(r, Refresh::Done(Err(_))));
+            let retry_after = outcomes
+                .iter()
+                .filter_map(|(_, r)| match r {
+                    Refresh::RateLimited { retry_after } => Some(*retry_after),
+                    Refresh::Done(_) => None,
+                })
+                .max();
             let body = json!({
                 "issuers": outcomes.iter().map(|(i, r)| match r {
-                    Ok(n) => json!({"issuer": i, "ok": true, "keys": n}),
-                    Err(e) => json!({"issuer": i, "ok": false, "error": e}),
+                    Refresh::Done(Ok(n)) => json!({"issuer": i, "ok": true, "keys": n}),
+                    Refresh::Done(Err(e)) => json!({"issuer": i, "ok": false, "error": e}),
+                    Refresh::RateLimited { retry_after } => json!({
+                        "issuer": i, "ok": false, "error": "rate_limited", "retry_after": retry_after,
+                    }),
                 }).collect::<Vec<_>>(),
             });
-            if let Some(cache) = state.verifier.cache() {
-                cache.clear();
-            }
-            let status = if ok {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
+            let status = match (failed, retry_after) {
+                (true, _) => StatusCode::SERVICE_UNAVAILABLE,
+                (false, Some(_)) => StatusCode::TOO_MANY_REQUESTS,
+                (false, None) => StatusCode::OK,
             };
-            json_response(status, &body)
+            let mut resp = json_response(status, &body);
+            if let Some(secs) = retry_after {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            resp
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/keys/refresh") => json_response(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -72,4 +130,33 @@ pub async fn handle(
         _ => json_response(StatusCode::NOT_FOUND, &json!({"error": "not_found"})),
     };
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutations_need_loopback_or_the_admin_token() {
+        let none = http::HeaderMap::new();
+        let mut good = http::HeaderMap::new();
+        good.insert("authorization", "Bearer s3cret-admin".parse().unwrap());
+        let mut bad = http::HeaderMap::new();
+        bad.insert("authorization", "Bearer wrong".parse().unwrap());
+        let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let lo6: std::net::IpAddr = "::1".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let pod: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(may_mutate(lo, &none, ""));
+        assert!(may_mutate(lo6, &none, ""));
+        assert!(may_mutate(mapped, &none, ""));
+        assert!(!may_mutate(pod, &none, ""));
+        assert!(!may_mutate(pod, &good, ""));
+        assert!(!may_mutate(pod, &none, "s3cret-admin"));
+        assert!(!may_mutate(pod, &bad, "s3cret-admin"));
+        assert!(may_mutate(pod, &good, "s3cret-admin"));
+        let mut two = good.clone();
+        two.append("authorization", "Bearer s3cret-admin".parse().unwrap());
+        assert!(!may_mutate(pod, &two, "s3cret-admin"));
+    }
 }

@@ -204,7 +204,7 @@ pub async fn verify_token(
     let state = crate::state::State::build(cfg, metrics, Default::default(), None)?;
     // Fetch remote keys now, so that the verdict can say why.
     for (issuer, outcome) in state.verifier.issuers().refresh_all().await {
-        if let Err(e) = outcome {
+        if let crate::auth::jwks::Refresh::Done(Err(e)) = outcome {
             eprintln!("warning: keys of {issuer} could not be fetched: {e}");
         }
     }

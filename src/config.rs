@@ -91,6 +91,7 @@ pub struct Config {
     pub paths: PathsConfig,
     pub forward: ForwardConfig,
     pub issuer: IssuerConfig,
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -108,6 +109,7 @@ impl Default for Config {
             status: StatusConfig::default(),
             routes: Vec::new(),
             paths: PathsConfig::default(),
+            admin: AdminConfig::default(),
             forward: ForwardConfig::default(),
             issuer: IssuerConfig::default(),
         }
@@ -306,6 +308,16 @@ pub struct RouteConfig {
     pub require_claims: BTreeMap<String, serde_json::Value>,
     pub require_scopes: Vec<String>,
     pub allow_cors_preflight: bool,
+}
+
+/// The admin listener's own settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// A bearer token that authorises the mutating admin endpoints
+    /// (`POST /keys/refresh`) from any peer; without it they are accepted
+    /// from loopback peers only.
+    pub token: Secret,
 }
 
 /// How request paths are read (see `uri::normalize_path_with`).

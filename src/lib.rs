@@ -175,7 +175,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             l,
             options("admin", None),
             rx.clone(),
-            move |_, req| admin::handle(s.clone(), req),
+            move |conn, req| admin::handle(s.clone(), conn, req),
         )
     });
     Ok(Running {

@@ -36,11 +36,11 @@ impl State {
         previous: Option<&State>,
     ) -> Result<State, ConfigError> {
         let hmac = HmacKey::from_config(&config.auth.secret)?;
-        // The token cache outlives a reload of the same size, emptied: a new
-        // configuration may judge the same token differently.
+        // The token cache outlives a reload of the same size; the new
+        // verifier advances its generation, so nothing verified under the
+        // previous configuration is served (see `auth::cache`).
         let cache = match previous.and_then(|p| p.verifier.cache()) {
             Some(c) if config.auth.token_cache > 0 && c.capacity() == config.auth.token_cache => {
-                c.clear();
                 Some(c.clone())
             }
             _ => (config.auth.token_cache > 0)

@@ -227,11 +227,20 @@ async fn readyz_follows_remote_issuer_keys() {
     assert_eq!(refresh.status(), 503);
 
     idp.set_mode(IdpMode::Normal);
-    let refresh = c
-        .post(gate.admin_url("/keys/refresh"))
-        .send()
-        .await
-        .unwrap();
+    // Forced refreshes are rate-limited per issuer (refetch_interval): wait
+    // out the 429.
+    let refresh = eventually(
+        Duration::from_secs(10),
+        "a refresh past the rate limit",
+        || {
+            let req = c.post(gate.admin_url("/keys/refresh")).send();
+            async move {
+                let r = req.await.unwrap();
+                (r.status() != 429).then_some(r)
+            }
+        },
+    )
+    .await;
     assert_eq!(refresh.status(), 200);
     let body: serde_json::Value = refresh.json().await.unwrap();
     assert!(
@@ -270,4 +279,81 @@ async fn cached_token_is_not_used_past_exp() {
         || async { (get(&gate, "/", Some(&token)).await == 401).then_some(()) },
     )
     .await;
+}
+
+/// Looping `POST /keys/refresh` cannot make the gate hammer the IdP: one
+/// fetch per issuer per `refetch_interval`, the rest 429 with Retry-After.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_refresh_is_rate_limited_per_issuer() {
+    let up = Upstream::start().await;
+    let idp = Idp::start().await;
+    idp.add_rsa("k1");
+    let extra = format!(
+        "[[auth.issuers]]\nissuer = \"{}\"\nrefetch_interval = \"30s\"\n",
+        idp.issuer
+    );
+    let gate = GateBuilder::toml(&config(&up, &extra)).start();
+    let c = client();
+    eventually(Duration::from_secs(10), "keys loaded", || {
+        let req = c.get(gate.admin_url("/readyz")).send();
+        async move { (req.await.unwrap().status() == 200).then_some(()) }
+    })
+    .await;
+    let before = idp.jwks_fetches();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let req = c.post(gate.admin_url("/keys/refresh")).send();
+        tasks.push(tokio::spawn(async move {
+            let r = req.await.unwrap();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
+            (r.status().as_u16(), retry)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (status, retry) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            429 => {
+                let secs: u64 = retry.expect("429 without Retry-After").parse().unwrap();
+                assert!((1..=30).contains(&secs), "Retry-After {secs}");
+            }
+            other => panic!("refresh answered {other}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one refresh may fetch");
+    assert!(
+        idp.jwks_fetches() - before <= 1,
+        "{} fetches for 20 refreshes",
+        idp.jwks_fetches() - before
+    );
+}
+
+/// With `admin.token`, a refresh presenting it is accepted; the decision
+/// for non-loopback peers is unit-tested in `admin::tests` (no second
+/// address may be used here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_refresh_accepts_the_admin_token() {
+    let up = Upstream::start().await;
+    let gate = GateBuilder::toml(&config(
+        &up,
+        "[admin]\ntoken = \"admin-token-0123456789abcdef0123456789\"\n",
+    ))
+    .start();
+    let r = client()
+        .post(gate.admin_url("/keys/refresh"))
+        .bearer_auth("admin-token-0123456789abcdef0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The token never shows in check-config output or logs.
+    assert!(
+        !gate
+            .logs()
+            .contains("admin-token-0123456789abcdef0123456789")
+    );
 }

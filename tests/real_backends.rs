@@ -83,14 +83,30 @@ fn backends_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/backends")
 }
 
-/// A backend process, killed when dropped.
+/// A backend process in its own process group; the whole group (Hypercorn's
+/// and gunicorn's workers, Tomcat's JVM) is killed when dropped.
 struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Spawns `cmd` as the leader of a new process group.
+fn spawn_group(cmd: &mut Command) -> Proc {
+    use std::os::unix::process::CommandExt;
+    Proc(
+        cmd.process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn backend"),
+    )
 }
 
 /// Waits until `addr` answers `GET path` with any HTTP status.
@@ -141,14 +157,11 @@ fn token(user: &str, admin: bool) -> String {
 async fn start_hypercorn() -> Option<(Proc, SocketAddr)> {
     let mut cmd = require_python_module("hypercorn")?;
     let port = free_port();
-    let child = cmd
-        .current_dir(backends_dir())
-        .args(["--bind", &format!("127.0.0.1:{port}"), "asgi_app:app"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn hypercorn");
-    let mut p = Proc(child);
+    let mut p = spawn_group(cmd.current_dir(backends_dir()).args([
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+        "asgi_app:app",
+    ]));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_http(addr, "/__seen", Duration::from_secs(30), &mut p).await;
     Some((p, addr))
@@ -346,16 +359,13 @@ async fn start_tomcat(dir: &Path) -> Option<(Proc, SocketAddr)> {
     }
     std::fs::write(dir.join("webapps/ROOT/admin/secret.txt"), SECRET_TEXT).unwrap();
     std::fs::write(dir.join("webapps/ROOT/public/hello.txt"), "hello").unwrap();
-    let child = Command::new(format!("{TOMCAT_HOME}/bin/catalina.sh"))
-        .arg("run")
-        .env("CATALINA_HOME", TOMCAT_HOME)
-        .env("CATALINA_BASE", dir)
-        .env("CATALINA_TMPDIR", dir.join("temp"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tomcat");
-    let mut p = Proc(child);
+    let mut p = spawn_group(
+        Command::new(format!("{TOMCAT_HOME}/bin/catalina.sh"))
+            .arg("run")
+            .env("CATALINA_HOME", TOMCAT_HOME)
+            .env("CATALINA_BASE", dir)
+            .env("CATALINA_TMPDIR", dir.join("temp")),
+    );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_http(addr, "/public/hello.txt", Duration::from_secs(90), &mut p).await;
     Some((p, addr))
@@ -442,22 +452,15 @@ async fn gunicorn_never_sees_an_underscore_alias_of_the_identity() {
     // `header_map = dangerous` is how WSGI servers other than a recent
     // gunicorn (and gunicorn before 22) map headers: `X_Auth_User` and
     // `X-Auth-User` both become HTTP_X_AUTH_USER.
-    let child = cmd
-        .current_dir(backends_dir())
-        .args([
-            "--bind",
-            &format!("127.0.0.1:{port}"),
-            "--workers",
-            "1",
-            "--header-map",
-            "dangerous",
-            "wsgi_app:app",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gunicorn");
-    let mut p = Proc(child);
+    let mut p = spawn_group(cmd.current_dir(backends_dir()).args([
+        "--bind",
+        &format!("127.0.0.1:{port}"),
+        "--workers",
+        "1",
+        "--header-map",
+        "dangerous",
+        "wsgi_app:app",
+    ]));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     wait_http(addr, "/", Duration::from_secs(30), &mut p).await;
 

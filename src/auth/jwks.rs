@@ -130,6 +130,9 @@ pub struct IssuerKeys {
     /// another request just made.
     fetch_count: std::sync::atomic::AtomicU64,
     last_unknown_kid_fetch: Mutex<Option<Instant>>,
+    /// When `POST /keys/refresh` last fetched (rate limit: one per
+    /// `refetch_interval`).
+    last_forced_fetch: Mutex<Option<Instant>>,
     unknown_kids: moka::sync::Cache<String, ()>,
     failures: std::sync::atomic::AtomicU32,
     refresher_started: std::sync::atomic::AtomicBool,
@@ -223,6 +226,7 @@ impl IssuerKeys {
             fetching: tokio::sync::Mutex::new(()),
             fetch_count: Default::default(),
             last_unknown_kid_fetch: Mutex::new(None),
+            last_forced_fetch: Mutex::new(None),
             unknown_kids: moka::sync::Cache::builder()
                 .max_capacity(UNKNOWN_KIDS_REMEMBERED)
                 .time_to_live(config.refetch_interval.max(Duration::from_secs(1)))
@@ -385,6 +389,26 @@ impl IssuerKeys {
 
     /// Fetches unless another fetch completed since `seen` (then its
     /// result is used): concurrent callers share one fetch.
+    async fn forced_refresh(&self) -> Refresh {
+        let seen = self.fetch_count.load(std::sync::atomic::Ordering::Acquire);
+        {
+            let Ok(mut last) = self.last_forced_fetch.lock() else {
+                return Refresh::Done(Err("internal error".into()));
+            };
+            let now = Instant::now();
+            if let Some(at) = *last {
+                let since = now.duration_since(at);
+                if since < self.config.refetch_interval {
+                    return Refresh::RateLimited {
+                        retry_after: (self.config.refetch_interval - since).as_secs().max(1),
+                    };
+                }
+            }
+            *last = Some(now);
+        }
+        Refresh::Done(self.fetch_single_flight(seen).await)
+    }
+
     async fn fetch_single_flight(&self, seen: u64) -> Result<usize, String> {
         let _guard = self.fetching.lock().await;
         if self.fetch_count.load(std::sync::atomic::Ordering::Acquire) != seen {
@@ -429,7 +453,7 @@ impl IssuerKeys {
                     .keys
                     .load()
                     .as_ref()
-                    .is_none_or(|old| !same_kids(&old.keys, &keys));
+                    .is_none_or(|old| !same_keys(&old.keys, &keys));
                 self.keys.store(Some(Arc::new(KeySet {
                     keys,
                     fetched: Instant::now(),
@@ -442,7 +466,7 @@ impl IssuerKeys {
                     // Tokens verified with keys that are gone must be verified again.
                     self.unknown_kids.invalidate_all();
                     if let Some(c) = &self.cache {
-                        c.clear();
+                        c.advance();
                     }
                 }
                 Ok(n)
@@ -539,11 +563,14 @@ fn backoff(failures: u32) -> Duration {
         .min(BACKOFF_MAX)
 }
 
-fn same_kids(a: &[KeyEntry], b: &[KeyEntry]) -> bool {
+/// Same keys: same `kid`s, types, algorithms and key material, in order.
+/// The material is compared, not the `kid`: an IdP that rotates a key but
+/// keeps its `kid` has changed its keys.
+fn same_keys(a: &[KeyEntry], b: &[KeyEntry]) -> bool {
     a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.kid == y.kid && x.kind == y.kind)
+        && a.iter().zip(b).all(|(x, y)| {
+            x.kid == y.kid && x.kind == y.kind && x.alg == y.alg && x.key.same_material(&y.key)
+        })
 }
 
 /// The keys that may verify a token: by `kid` when it has one (and the set
@@ -840,14 +867,17 @@ impl Issuers {
     }
 
     /// Refetches every remote issuer's keys now; the number of keys or the error.
-    pub async fn refresh_all(&self) -> Vec<(String, Result<usize, String>)> {
+    /// `POST /keys/refresh`: refetches every remote issuer's keys now, at
+    /// most once per issuer per `refetch_interval` (a loop on the endpoint
+    /// must not turn the gate into a flood against the IdP); concurrent
+    /// calls share one fetch.
+    pub async fn refresh_all(&self) -> Vec<(String, Refresh)> {
         let mut out = Vec::new();
         for keys in self.map.values() {
             let r = if keys.is_remote() {
-                let seen = keys.fetch_count.load(std::sync::atomic::Ordering::Acquire);
-                keys.fetch_single_flight(seen).await
+                keys.forced_refresh().await
             } else {
-                Ok(keys.keys.load().as_ref().map_or(0, |s| s.keys.len()))
+                Refresh::Done(Ok(keys.keys.load().as_ref().map_or(0, |s| s.keys.len())))
             };
             keys.update_age_metric();
             out.push((keys.name.clone(), r));
@@ -861,6 +891,16 @@ impl Issuers {
             k.update_age_metric();
         }
     }
+}
+
+/// One issuer's outcome of `POST /keys/refresh`.
+#[derive(Debug)]
+pub enum Refresh {
+    /// Fetched (or, for a file or pinned key, nothing to fetch): the number
+    /// of keys, or why the fetch failed.
+    Done(Result<usize, String>),
+    /// Refused: the last forced refresh was less than `refetch_interval` ago.
+    RateLimited { retry_after: u64 },
 }
 
 fn same_cache(a: &Option<Arc<TokenCache>>, b: &Option<Arc<TokenCache>>) -> bool {

@@ -20,6 +20,16 @@ enum Prepared {
 /// One key, ready to check signatures for each algorithm it may be used with.
 pub struct VerifyKey {
     by_alg: Vec<(Algorithm, Prepared)>,
+    /// SHA-256 of the key material: two keys are the same key only when
+    /// these are equal (a rotation that keeps the `kid` is still a change).
+    fingerprint: [u8; 32],
+}
+
+fn fingerprint(material: &[u8]) -> [u8; 32] {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, material);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -66,7 +76,18 @@ impl VerifyKey {
                         .map(|h| (*a, Prepared::Hmac(Box::new(hmac::Key::new(h, secret)))))
                 })
                 .collect(),
+            fingerprint: fingerprint(secret),
         }
+    }
+
+    /// Is this the same key material as `other`?
+    pub fn same_material(&self, other: &VerifyKey) -> bool {
+        self.fingerprint == other.fingerprint
+            && self
+                .by_alg
+                .iter()
+                .map(|(a, _)| *a)
+                .eq(other.by_alg.iter().map(|(a, _)| *a))
     }
 
     /// A public key (as jsonwebtoken parsed it from a JWK or PEM) for those
@@ -95,7 +116,10 @@ impl VerifyKey {
                 Some((*a, Prepared::Public(parsed)))
             })
             .collect();
-        (!by_alg.is_empty()).then_some(VerifyKey { by_alg })
+        (!by_alg.is_empty()).then(|| VerifyKey {
+            by_alg,
+            fingerprint: fingerprint(&bytes),
+        })
     }
 
     /// Does `signature` (raw bytes) sign `message` with this key under `alg`?

@@ -174,6 +174,8 @@ pub struct Verifier {
     leeway: u64,
     username_claims: Vec<String>,
     cache: Option<Arc<TokenCache>>,
+    /// This verifier's tag in the shared cache (see `auth::cache`).
+    cache_owner: u64,
     metrics: Arc<Metrics>,
 }
 
@@ -186,12 +188,16 @@ impl Verifier {
         cache: Option<Arc<TokenCache>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // A new configuration is a key change: nothing verified before it
+        // (by the previous configuration, possibly with other keys) is used.
+        let cache_owner = cache.as_ref().map_or(0, |c| c.advance());
         Verifier {
             hmac,
             issuers,
             leeway,
             username_claims,
             cache,
+            cache_owner,
             metrics,
         }
     }
@@ -210,17 +216,19 @@ impl Verifier {
 
     /// Verifies `token` fully, or answers from the cache of tokens verified before.
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
-        if let Some(cache) = &self.cache {
-            if let Some(id) = cache.get(token) {
-                self.metrics.cache_hits.inc();
-                return Ok(id);
-            }
-            self.metrics.cache_misses.inc();
+        let Some(cache) = &self.cache else {
+            return Ok(Arc::new(self.verify_uncached(token).await?));
+        };
+        // Read before any key is looked at: if the keys change while this
+        // verification runs, its result is not cached.
+        let generation = cache.generation();
+        if let Some(id) = cache.get(token, self.cache_owner) {
+            self.metrics.cache_hits.inc();
+            return Ok(id);
         }
+        self.metrics.cache_misses.inc();
         let id = Arc::new(self.verify_uncached(token).await?);
-        if let Some(cache) = &self.cache {
-            cache.insert(token, id.clone());
-        }
+        cache.insert(token, id.clone(), generation, self.cache_owner);
         Ok(id)
     }
 
