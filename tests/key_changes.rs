@@ -12,9 +12,11 @@ use jwtgate::config::{Config, Secret};
 use support::*;
 
 fn config(up: &Upstream, secret: &str) -> Config {
-    let mut c = Config::default();
-    c.listen = "127.0.0.1:0".into();
-    c.admin_listen = String::new();
+    let mut c = Config {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: String::new(),
+        ..Default::default()
+    };
     c.upstream.url = up.url();
     c.auth.secret.value = Secret::new(secret);
     c
