@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +13,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::LimitsConfig;
 use crate::forward::ConnInfo;
+use crate::listener::Listener;
 
 /// Time a TLS client has to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,7 +50,7 @@ fn builder(limits: &LimitsConfig) -> Builder<TokioExecutor> {
 /// Serves `listener` until `shutdown` turns true, then drains in-flight
 /// requests for at most `drain_timeout`.
 pub async fn serve<H, F, B>(
-    listener: TcpListener,
+    listener: Listener,
     opts: ServeOptions,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
@@ -82,7 +81,6 @@ pub async fn serve<H, F, B>(
             },
             _ = shutdown.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
         let conn_info = ConnInfo {
             peer,
             tls: opts.tls.is_some(),
@@ -148,18 +146,7 @@ pub async fn serve<H, F, B>(
     }
 }
 
-/// Binds `addr`, naming the key on failure.
-pub async fn bind(key: &str, addr: &str) -> Result<TcpListener, crate::StartError> {
-    let sa: SocketAddr = addr.parse().map_err(|e| crate::StartError::Bind {
-        key: key.into(),
-        addr: addr.into(),
-        message: format!("{e}"),
-    })?;
-    TcpListener::bind(sa)
-        .await
-        .map_err(|e| crate::StartError::Bind {
-            key: key.into(),
-            addr: addr.into(),
-            message: e.to_string(),
-        })
+/// Binds `addr` (`HOST:PORT` or `unix:/path`), naming the key on failure.
+pub async fn bind(key: &str, addr: &str) -> Result<Listener, crate::StartError> {
+    crate::listener::bind(key, addr).await
 }
