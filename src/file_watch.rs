@@ -95,8 +95,8 @@ impl FileWatch {
     }
 
     /// Watches exactly `files` from now on (after start and after every
-    /// reload, since a new configuration may name other files); their current
-    /// contents become the baseline.
+    /// reload, since a new configuration may name other files); the contents
+    /// of a newly named file become its baseline.
     pub fn follow(&mut self, files: Vec<PathBuf>) {
         let mut dirs = BTreeSet::new();
         for f in &files {
@@ -131,9 +131,17 @@ impl FileWatch {
             }
             self.dirs = dirs;
         }
-        self.seen = files.into_iter().map(|f| (f.clone(), digest(&f))).collect();
-        // Events from before the baseline are already accounted for.
-        while self.events.try_recv().is_ok() {}
+        // Files already followed keep the digest of their last look, so that
+        // a change made while a reload was running is still seen (the event
+        // stays queued); only newly named files are read now.
+        let mut seen = std::mem::take(&mut self.seen);
+        self.seen = files
+            .into_iter()
+            .map(|f| {
+                let d = seen.remove(&f).unwrap_or_else(|| digest(&f));
+                (f, d)
+            })
+            .collect();
     }
 
     fn ensure_watcher(&mut self) {

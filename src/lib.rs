@@ -77,7 +77,7 @@ impl Running {
             )?),
             (None, true) => None,
             _ => {
-                warn!("SIGHUP: turning TLS on or off needs a restart; keeping the current mode");
+                warn!("reload: turning TLS on or off needs a restart; keeping the current mode");
                 None
             }
         };
@@ -91,7 +91,7 @@ impl Running {
             || old.limits.max_connections != config.limits.max_connections
         {
             warn!(
-                "SIGHUP: listener addresses, [limits] and drain_timeout apply at start only; \
+                "reload: listener addresses, [limits] and drain_timeout apply at start only; \
                  restart to change them"
             );
         }
