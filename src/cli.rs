@@ -109,6 +109,19 @@ pub enum Command {
         #[arg(long, short = 'c')]
         config: Option<PathBuf>,
     },
+    /// Ask the admin listener's /readyz: exit 0 when it answers 200, 1 otherwise
+    /// (a Docker HEALTHCHECK for an image without curl).
+    Healthcheck {
+        /// What to ask; default: `admin_listen` of --config, else http://127.0.0.1:9901/readyz.
+        /// `unix:/path/admin.sock` asks a Unix socket.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
+        /// Give up after this long (connect included).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Say whether the configuration accepts TOKEN and, if not, why.
     VerifyToken {
         #[arg(long, short = 'c')]

@@ -92,6 +92,7 @@ pub struct Config {
     pub forward: ForwardConfig,
     pub issuer: IssuerConfig,
     pub admin: AdminConfig,
+    pub reload: ReloadConfig,
 }
 
 impl Default for Config {
@@ -112,7 +113,23 @@ impl Default for Config {
             admin: AdminConfig::default(),
             forward: ForwardConfig::default(),
             issuer: IssuerConfig::default(),
+            reload: ReloadConfig::default(),
         }
+    }
+}
+
+/// `[reload]`: reloading without a signal (Kubernetes cannot send SIGHUP).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadConfig {
+    /// Reload, exactly as on SIGHUP, when the config file or any file it
+    /// names changes (including a ConfigMap's `..data` symlink swap).
+    pub watch: bool,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        ReloadConfig { watch: true }
     }
 }
 
@@ -550,21 +567,23 @@ impl Config {
                 message,
             }
         };
-        self.listen
-            .parse::<SocketAddr>()
-            .map_err(|e| invalid("listen", format!("{e}: expected HOST:PORT")))?;
+        check_listen_addr(&self.listen).map_err(|m| invalid("listen", m))?;
         for (key, val) in [
             ("admin_listen", &self.admin_listen),
             ("forward_auth_listen", &self.forward_auth_listen),
         ] {
             if !val.is_empty() {
-                val.parse::<SocketAddr>()
-                    .map_err(|e| invalid(key, format!("{e}: expected HOST:PORT or \"\"")))?;
+                check_listen_addr(val).map_err(|m| invalid(key, format!("{m} or \"\"")))?;
             }
         }
-        let url: http::Uri = self
-            .upstream
-            .url
+        // A `unix:` upstream has no URL to check beyond its path.
+        let upstream_url = if crate::unix::socket_path(&self.upstream.url).is_some() {
+            crate::unix::check(&self.upstream.url).map_err(|m| invalid("upstream.url", m))?;
+            "http://localhost"
+        } else {
+            self.upstream.url.as_str()
+        };
+        let url: http::Uri = upstream_url
             .parse()
             .map_err(|e| invalid("upstream.url", format!("{e}")))?;
         match url.scheme_str() {
@@ -572,7 +591,7 @@ impl Config {
             _ => {
                 return Err(invalid(
                     "upstream.url",
-                    "must start with http:// or https://".into(),
+                    "must start with http://, https:// or unix:/".into(),
                 ));
             }
         }
@@ -966,6 +985,16 @@ fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
         msg = format!("invalid `{key}`: {msg}");
     }
     format!("{msg} (from {source})")
+}
+
+/// A listen address: `HOST:PORT` or `unix:/absolute/path`.
+fn check_listen_addr(addr: &str) -> Result<(), String> {
+    if crate::unix::socket_path(addr).is_some() {
+        return crate::unix::check(addr);
+    }
+    addr.parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|e| format!("{e}: expected HOST:PORT or unix:/path"))
 }
 
 /// Reads a small file named by a config key, with an error naming the key.

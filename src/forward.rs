@@ -536,9 +536,24 @@ pub fn set_forwarded(
     }
 }
 
+/// The pooled client: over TCP (http or https), or over a Unix socket.
+enum UpstreamClient {
+    Net(Client<HttpsConnector<HttpConnector>, Incoming>),
+    Unix(Client<crate::unix::UnixConnector, Incoming>),
+}
+
+impl UpstreamClient {
+    fn request(&self, req: Request<Incoming>) -> hyper_util::client::legacy::ResponseFuture {
+        match self {
+            UpstreamClient::Net(c) => c.request(req),
+            UpstreamClient::Unix(c) => c.request(req),
+        }
+    }
+}
+
 /// The pooled client to the one upstream.
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, Incoming>,
+    client: UpstreamClient,
     scheme: Scheme,
     authority: Authority,
     base_path: String,
@@ -547,6 +562,9 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, ConfigError> {
+        if let Some(path) = crate::unix::socket_path(&cfg.url) {
+            return Ok(Self::unix(path, cfg));
+        }
         let invalid = |m: String| ConfigError::Invalid {
             key: "upstream.url".into(),
             origin: "configuration".into(),
@@ -578,12 +596,31 @@ impl Upstream {
             .pool_max_idle_per_host(1024)
             .build(connector);
         Ok(Upstream {
-            client,
+            client: UpstreamClient::Net(client),
             scheme,
             authority,
             base_path,
             response_timeout: cfg.response_timeout,
         })
+    }
+
+    /// `upstream.url = "unix:/path"`: plain HTTP/1.1 over that socket. The
+    /// request URI names `localhost` only because a URI needs an authority;
+    /// the client's `Host` header is what the upstream sees.
+    fn unix(path: &std::path::Path, cfg: &UpstreamConfig) -> Upstream {
+        let connector = crate::unix::UnixConnector::new(path, cfg.connect_timeout);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Upstream {
+            client: UpstreamClient::Unix(client),
+            scheme: Scheme::HTTP,
+            authority: Authority::from_static("localhost"),
+            base_path: String::new(),
+            response_timeout: cfg.response_timeout,
+        }
     }
 
     /// The upstream URI for a normalised path and (already cleaned) query.

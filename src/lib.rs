@@ -9,17 +9,22 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod file_watch;
 pub mod forward;
 pub mod forward_auth;
 pub mod gate;
+pub mod healthcheck;
 pub mod issuer;
 pub mod keygen;
+pub mod listener;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod respond;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod unix;
 pub mod uri;
 pub mod whoami;
 
@@ -50,6 +55,7 @@ pub enum StartError {
 
 /// A running gate: its bound addresses and the handle to stop it.
 pub struct Running {
+    /// The proxy's TCP address (0.0.0.0:0 when `listen` is a `unix:` socket).
     pub proxy_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     pub forward_auth_addr: Option<SocketAddr>,
@@ -72,7 +78,7 @@ impl Running {
             )?),
             (None, true) => None,
             _ => {
-                warn!("SIGHUP: turning TLS on or off needs a restart; keeping the current mode");
+                warn!("reload: turning TLS on or off needs a restart; keeping the current mode");
                 None
             }
         };
@@ -86,7 +92,7 @@ impl Running {
             || old.limits.max_connections != config.limits.max_connections
         {
             warn!(
-                "SIGHUP: listener addresses, [limits] and drain_timeout apply at start only; \
+                "reload: listener addresses, [limits] and drain_timeout apply at start only; \
                  restart to change them"
             );
         }
@@ -131,11 +137,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_listener = bind_optional("admin_listen", &config.admin_listen).await?;
     let forward_auth_listener =
         bind_optional("forward_auth_listen", &config.forward_auth_listen).await?;
-    let proxy_addr = proxy_listener.local_addr().map_err(|e| StartError::Bind {
-        key: "listen".into(),
-        addr: config.listen.clone(),
-        message: e.to_string(),
-    })?;
+    // On a Unix socket there is no TCP address: 0.0.0.0:0 stands for it.
+    let proxy_addr = proxy_listener
+        .tcp_addr()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let proxy_desc = proxy_listener.describe();
     let issuer_runtime = Arc::new(issuer::Runtime::default());
     let state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
     state.verifier.issuers().spawn_refreshers();
@@ -150,7 +156,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
 
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!("proxy listening on {proxy_addr} ({scheme})");
+    info!("proxy listening on {proxy_desc} ({scheme})");
     let s = shared.clone();
     tasks.push(tokio::spawn(server::serve(
         proxy_listener,
@@ -190,10 +196,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 /// Binds `addr` for the config `key`, unless it is "" (that listener is off).
-async fn bind_optional(
-    key: &str,
-    addr: &str,
-) -> Result<Option<tokio::net::TcpListener>, StartError> {
+async fn bind_optional(key: &str, addr: &str) -> Result<Option<listener::Listener>, StartError> {
     if addr.is_empty() {
         Ok(None)
     } else {
@@ -205,7 +208,7 @@ async fn bind_optional(
 /// its address.
 fn spawn_listener<H, F, B>(
     tasks: &mut Vec<JoinHandle<()>>,
-    listener: tokio::net::TcpListener,
+    listener: listener::Listener,
     opts: ServeOptions,
     shutdown: watch::Receiver<bool>,
     handler: H,
@@ -222,10 +225,8 @@ where
     B: hyper::body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let addr = listener.local_addr().ok();
-    if let Some(a) = addr {
-        info!("{} listening on {a}", opts.name);
-    }
+    let addr = listener.tcp_addr();
+    info!("{} listening on {}", opts.name, listener.describe());
     tasks.push(tokio::spawn(server::serve(
         listener, opts, handler, shutdown,
     )));

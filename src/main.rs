@@ -13,8 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
 use jwtgate::cli::{self, Cli, Command, LogFormat, ServeArgs};
+use jwtgate::reload::Trigger;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info, warn};
+use tracing::{debug, info, warn};
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -116,6 +117,30 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             eprintln!("configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Healthcheck {
+            url,
+            config,
+            timeout,
+        } => {
+            // Only an explicit --config is read: the probe must not fail on
+            // an environment it does not need.
+            let cfg = config.map(|c| cli::load_config(Some(c))).transpose()?;
+            let target = jwtgate::healthcheck::target(url.as_deref(), cfg.as_ref())?;
+            match jwtgate::healthcheck::probe(&target, timeout).await {
+                Ok(200) => {
+                    println!("ready");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(code) => {
+                    println!("not ready: HTTP {code}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => {
+                    println!("not ready: {e:#}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Command::VerifyToken { config, token } => match cli::verify_token(config, &token).await? {
             Ok(msg) => {
                 println!("{msg}");
@@ -137,26 +162,56 @@ async fn serve(
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut watch = jwtgate::file_watch::FileWatch::new();
+    follow(&mut watch, &running, &sources);
+    if running.shared.current().config.reload.watch {
+        info!(
+            "config watch: on; a change to the config file or a file it names reloads as SIGHUP does"
+        );
+    } else {
+        info!("config watch: off (reload.watch = false); reload with SIGHUP");
+    }
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM: draining"); break }
             _ = int.recv() => { info!("SIGINT: draining"); break }
             _ = hup.recv() => {
-                let metrics = &running.shared.metrics;
-                match jwtgate::config::Config::load(&sources).map_err(jwtgate::StartError::from).and_then(|c| running.reload(c)) {
-                    Ok(()) => {
-                        info!("SIGHUP: configuration reloaded");
-                        metrics.reloads.get_or_create(&jwtgate::metrics::RequestLabels { decision: "ok", reason: "sighup" }).inc();
-                    }
-                    Err(e) => {
-                        error!("SIGHUP: new configuration refused, the old one keeps serving: {e}");
-                        metrics.reloads.get_or_create(&jwtgate::metrics::RequestLabels { decision: "error", reason: "sighup" }).inc();
-                    }
-                }
+                reload(&running, &sources, Trigger::Signal, &mut watch);
+            }
+            changed = watch.changed() => {
+                let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+                info!(files = ?names, "config watch: change detected, reloading");
+                reload(&running, &sources, Trigger::Watch, &mut watch);
             }
         }
     }
     running.shutdown().await;
     warn!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP and the file watch reload through the same function; afterwards
+/// the watch follows the files the configuration now in force names.
+fn reload(
+    running: &jwtgate::Running,
+    sources: &jwtgate::config::Sources,
+    trigger: Trigger,
+    watch: &mut jwtgate::file_watch::FileWatch,
+) {
+    jwtgate::reload::reload(running, sources, trigger);
+    follow(watch, running, sources);
+}
+
+fn follow(
+    watch: &mut jwtgate::file_watch::FileWatch,
+    running: &jwtgate::Running,
+    sources: &jwtgate::config::Sources,
+) {
+    let state = running.shared.current();
+    watch.follow(jwtgate::file_watch::watched_files(
+        &state.config,
+        sources.file.as_deref(),
+    ));
+    let files: Vec<String> = watch.files().map(|p| p.display().to_string()).collect();
+    debug!(?files, "config watch: following");
 }

@@ -45,6 +45,9 @@ pub struct Metrics {
     pub unknown_kid_suppressed: Family<IssuerLabel, Counter>,
     pub issued: Family<EndpointLabels, Counter>,
     pub reloads: Family<RequestLabels, Counter>,
+    /// 1 when the last reload (signal or watch) was accepted, 0 when refused.
+    pub last_reload_success: Gauge,
+    pub last_reload_timestamp: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -114,8 +117,22 @@ impl Metrics {
         let reloads = Family::<RequestLabels, Counter>::default();
         registry.register(
             "jwtgate_config_reloads",
-            "Configuration reloads, by outcome",
+            "Configuration reloads, by decision (ok/error) and reason (sighup/watch)",
             reloads.clone(),
+        );
+        // 1 until a reload is refused: the configuration loaded at start counts.
+        let last_reload_success = Gauge::default();
+        last_reload_success.set(1);
+        registry.register(
+            "jwtgate_config_last_reload_success",
+            "1 when the last configuration reload was accepted, 0 when it was refused",
+            last_reload_success.clone(),
+        );
+        let last_reload_timestamp = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "jwtgate_config_last_reload_timestamp_seconds",
+            "Unix time of the last configuration reload attempt",
+            last_reload_timestamp.clone(),
         );
         Metrics {
             registry,
@@ -129,6 +146,8 @@ impl Metrics {
             unknown_kid_suppressed,
             issued,
             reloads,
+            last_reload_success,
+            last_reload_timestamp,
         }
     }
 

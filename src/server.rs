@@ -16,12 +16,12 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::{Builder, UpgradeableConnection};
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::LimitsConfig;
 use crate::forward::ConnInfo;
+use crate::listener::Listener;
 
 /// One listener's settings.
 pub struct ServeOptions {
@@ -127,7 +127,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 /// longer than that. Afterwards a connection with no request in progress is
 /// closed after `limits.idle_timeout` (HTTP/2 with GOAWAY).
 pub async fn serve<H, F, B>(
-    listener: TcpListener,
+    listener: Listener,
     opts: ServeOptions,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
@@ -163,7 +163,6 @@ pub async fn serve<H, F, B>(
             _ = shutdown.changed() => break,
         };
         let accepted = tokio::time::Instant::now();
-        let _ = stream.set_nodelay(true);
         let conn_info = ConnInfo {
             peer,
             tls: opts.tls.is_some(),
@@ -300,18 +299,7 @@ async fn drive<I, S, B>(
     }
 }
 
-/// Binds `addr`, naming the key on failure.
-pub async fn bind(key: &str, addr: &str) -> Result<TcpListener, crate::StartError> {
-    let sa: SocketAddr = addr.parse().map_err(|e| crate::StartError::Bind {
-        key: key.into(),
-        addr: addr.into(),
-        message: format!("{e}"),
-    })?;
-    TcpListener::bind(sa)
-        .await
-        .map_err(|e| crate::StartError::Bind {
-            key: key.into(),
-            addr: addr.into(),
-            message: e.to_string(),
-        })
+/// Binds `addr` (`HOST:PORT` or `unix:/path`), naming the key on failure.
+pub async fn bind(key: &str, addr: &str) -> Result<Listener, crate::StartError> {
+    crate::listener::bind(key, addr).await
 }

@@ -54,7 +54,7 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task
         // Keep the sender alive for as long as the server runs.
         let _tx = _tx;
         crate::server::serve(
-            listener,
+            listener.into(),
             crate::server::ServeOptions {
                 name: "whoami",
                 tls: None,

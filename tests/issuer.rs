@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -36,18 +35,6 @@ impl Files {
     fn path(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }
-}
-
-/// `USER:$2y$05$...` as Apache's `htpasswd -B` writes it.
-fn htpasswd_bcrypt(user: &str, password: &str) -> String {
-    let out = Command::new("htpasswd")
-        .args(["-nbB", user, password])
-        .output()
-        .expect("htpasswd (apt-get install apache2-utils)");
-    assert!(out.status.success(), "htpasswd failed");
-    let line = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert!(line.starts_with(&format!("{user}:$2y$")), "{line}");
-    line
 }
 
 /// `USER:$argon2id$...` made by `jwtgate hash-password`.

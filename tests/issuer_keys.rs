@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use aws_lc_rs::digest;
@@ -20,34 +19,12 @@ fn write(dir: &TempDir, name: &str, text: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-fn htpasswd_bcrypt(user: &str, password: &str) -> String {
-    let out = Command::new("htpasswd")
-        .args(["-nbB", user, password])
-        .output()
-        .expect("htpasswd (apt-get install apache2-utils)");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// A fresh RSA key as PKCS#8 PEM, from `jwtgate gen-key --kty RSA --pem`.
 fn rsa_pem() -> String {
     let out = run_jwtgate(&["gen-key", "--kty", "RSA", "--pem"]).run();
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert!(out.stdout.contains("BEGIN PRIVATE KEY"));
     out.stdout + "\n"
-}
-
-fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Files for a gate that issues with `key_pem`.
@@ -186,31 +163,20 @@ async fn rsa_issuer_publishes_its_key_and_openid_configuration() {
 #[test]
 fn pkcs1_sec1_and_ed25519_keys_sign_with_the_matching_algorithm() {
     let dir = tempfile::tempdir().unwrap();
+    // Keys written by openssl (tests/fixtures/make.sh), each with the public
+    // key openssl derived from it.
     let cases = [
         // PKCS#1 "RSA PRIVATE KEY", as older tools write it.
-        ("rsa", openssl(&["genrsa", "-traditional", "2048"]), "RS256"),
+        ("rsa", openssl_key("rsa-pkcs1"), "RS256"),
         // SEC1 "EC PRIVATE KEY" on both curves.
-        (
-            "p256",
-            openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout"]),
-            "ES256",
-        ),
-        (
-            "p384",
-            openssl(&["ecparam", "-name", "secp384r1", "-genkey", "-noout"]),
-            "ES384",
-        ),
+        ("p256", openssl_key("p256-sec1"), "ES256"),
+        ("p384", openssl_key("p384-sec1"), "ES384"),
         // PKCS#8 Ed25519.
-        (
-            "ed",
-            openssl(&["genpkey", "-algorithm", "ed25519"]),
-            "EdDSA",
-        ),
+        ("ed", openssl_key("ed25519-pkcs8"), "EdDSA"),
     ];
     let users = write(&dir, "users", &format!("{}\n", htpasswd_bcrypt("a", "b")));
-    for (name, pem, alg) in cases {
+    for (name, (pem, public), alg) in cases {
         let key_file = write(&dir, &format!("{name}.pem"), &pem);
-        let public = openssl(&["pkey", "-in", &key_file, "-pubout"]);
         let out = run_jwtgate(&["create-token", "-u", "zoe"])
             .toml(&format!(
                 "[issuer]\nenabled = true\nusers_file = \"{users}\"\n\

@@ -163,12 +163,16 @@ async fn random_kid_flood_costs_at_most_one_fetch_per_interval() {
     let before = idp.jwks_fetches() + idp.discovery_fetches();
     let claims = idp.claims("mallory");
     let mut tasks = Vec::new();
+    // One client for all: building 500 clients (each loads the CA store)
+    // inside the tasks starved the runtime between connect and send for
+    // longer than the gate's header_read_timeout, which now runs from accept.
+    let c = client();
     for i in 0..500 {
         let token = idp.sign_with_header("real", &json!({"kid": format!("random-{i}")}), &claims);
         let url = gate.url("/api");
+        let c = c.clone();
         tasks.push(tokio::spawn(async move {
-            client()
-                .get(url)
+            c.get(url)
                 .header("authorization", bearer(&token))
                 .send()
                 .await

@@ -2,54 +2,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 use support::*;
 
 const SECRET: &str = "tls-test-secret-0123456789abcdef";
-
-/// A self-signed certificate for 127.0.0.1, made by the openssl command.
-fn make_cert(dir: &Path, name: &str) -> (String, String) {
-    let cert = dir.join(format!("{name}.crt"));
-    let key = dir.join(format!("{name}.key"));
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-addext",
-            "basicConstraints=critical,CA:FALSE",
-            "-addext",
-            "extendedKeyUsage=serverAuth",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert.display().to_string(), key.display().to_string())
-}
 
 fn tls_client(cert_pem: &str) -> reqwest::Client {
     install_crypto_provider();
@@ -72,8 +30,8 @@ fn config(up: &Upstream, cert: &str, key: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_https_and_reloads_the_certificate_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert1, key1) = make_cert(dir.path(), "one");
-    let (cert2, key2) = make_cert(dir.path(), "two");
+    let (cert1, key1) = tls_cert(dir.path(), "one");
+    let (cert2, key2) = tls_cert(dir.path(), "two");
     let up = Upstream::start().await;
     let gate = GateBuilder::toml(&config(&up, &cert1, &key1)).start();
     let url = format!("https://127.0.0.1:{}/x", gate.proxy.port());

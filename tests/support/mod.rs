@@ -8,6 +8,7 @@
 //! unused items are expected.
 #![allow(dead_code, unused_imports)]
 
+pub mod fixtures;
 pub mod gate;
 pub mod idp;
 pub mod raw;
@@ -17,6 +18,7 @@ pub mod upstream;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub use fixtures::{fixture, fixture_path, htpasswd_bcrypt, openssl_key, tls_cert};
 pub use gate::{Gate, GateBuilder, JwtgateCmd, RunOutput, run_jwtgate};
 pub use idp::{Idp, IdpMode, StandaloneKey};
 pub use raw::{RawResponse, raw_get, raw_request};

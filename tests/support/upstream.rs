@@ -145,6 +145,35 @@ impl Upstream {
         }
     }
 
+    /// The same echo upstream on a Unix socket at `path` (HTTP/1.1 and h2c);
+    /// `addr` is 0.0.0.0:0 and `url()` means nothing for it.
+    pub async fn start_unix(path: &std::path::Path) -> Upstream {
+        let listener = tokio::net::UnixListener::bind(path).expect("bind unix upstream");
+        let state = Arc::new(State::default());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (st, h) = (state.clone(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (st, h) = (st.clone(), h.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, st.clone(), h.clone()));
+                    let _ = Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            hits,
+            state,
+            task,
+        }
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
