@@ -233,6 +233,9 @@ pub struct SecretConfig {
     pub algorithms: Vec<String>,
     pub issuer: String,
     pub audiences: Vec<String>,
+    /// Accept a secret shorter than 32 bytes or a published placeholder
+    /// (warned at every start).
+    pub allow_weak: bool,
 }
 
 impl Default for SecretConfig {
@@ -244,6 +247,7 @@ impl Default for SecretConfig {
             algorithms: vec!["HS256".into()],
             issuer: String::new(),
             audiences: Vec::new(),
+            allow_weak: false,
         }
     }
 }
@@ -271,6 +275,12 @@ pub struct IssuerTrustConfig {
     #[serde(with = "humantime_serde")]
     pub max_stale: Duration,
     pub ca_file: String,
+    /// Allow a plain-http discovery or JWKS URL on a host other than
+    /// loopback (keys fetched over http can be replaced in transit).
+    pub allow_insecure_http: bool,
+    /// When set, the token's `typ` header must equal it (e.g. `at+jwt`,
+    /// RFC 9068), so that ID tokens are not accepted as access tokens.
+    pub require_typ: String,
 }
 
 impl Default for IssuerTrustConfig {
@@ -286,6 +296,8 @@ impl Default for IssuerTrustConfig {
             refetch_interval: Duration::from_secs(30),
             max_stale: Duration::from_secs(24 * 3600),
             ca_file: String::new(),
+            allow_insecure_http: false,
+            require_typ: String::new(),
         }
     }
 }
@@ -365,6 +377,10 @@ pub struct ForwardConfig {
     /// `X-Original-URL`, `Forwarded`, ...) that are removed by default and
     /// that this backend needs to receive from clients as they are.
     pub pass_headers: Vec<String>,
+    /// Proxies (CIDR or single addresses) whose `X-Forwarded-For` is
+    /// believed: the client is the right-most address there that is not
+    /// itself a trusted proxy.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ForwardConfig {
@@ -376,6 +392,7 @@ impl Default for ForwardConfig {
             trust_forwarded_headers: false,
             upgrades: vec!["websocket".into()],
             pass_headers: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -696,6 +713,28 @@ impl Config {
                     ));
                 }
             }
+            // Keys fetched over plain http can be swapped in transit: only
+            // loopback (a local sidecar IdP, tests) or an explicit opt-in.
+            if !iss.allow_insecure_http
+                && iss.jwks_file.is_empty()
+                && iss.public_key_file.is_empty()
+            {
+                let (which, url) = if iss.jwks_uri.is_empty() {
+                    ("issuer", iss.issuer.as_str())
+                } else {
+                    ("jwks_uri", iss.jwks_uri.as_str())
+                };
+                if insecure_remote_http(url) {
+                    return Err(invalid(
+                        &key(which),
+                        format!(
+                            "{url:?} is plain http on a host that is not loopback: keys fetched \
+                             from it could be replaced in transit; use https, or set \
+                             auth.issuers[{i}].allow_insecure_http = true"
+                        ),
+                    ));
+                }
+            }
             if self.auth.issuers[..i]
                 .iter()
                 .any(|other| other.issuer == iss.issuer)
@@ -779,6 +818,14 @@ impl Config {
                 return Err(invalid(
                     &key,
                     format!("{h:?} is an identity header: a client can never supply it"),
+                ));
+            }
+        }
+        for (i, p) in self.forward.trusted_proxies.iter().enumerate() {
+            if crate::forward::parse_proxy(p).is_none() {
+                return Err(invalid(
+                    &format!("forward.trusted_proxies[{i}]"),
+                    format!("{p:?} is not an address or CIDR range (10.0.0.0/8, ::1)"),
                 ));
             }
         }
@@ -953,6 +1000,14 @@ fn typed_env_value(defaults: &serde_json::Value, key: &str, v: &str) -> serde_js
     }
 }
 
+/// Keys whose values are secrets: never shown in an error.
+const SECRET_KEYS: &[&str] = &[
+    "auth.secret.value",
+    "auth.secret.jwk",
+    "status.token",
+    "admin.token",
+];
+
 fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
     let key = if err.path.is_empty() {
         String::new()
@@ -968,6 +1023,11 @@ fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
         })
         .unwrap_or_else(|| sources.file_label());
     let mut msg = err.kind.to_string();
+    // A secret of the wrong type (`value = 12345`) must not be echoed by
+    // serde's "found ..." message.
+    if SECRET_KEYS.contains(&key.as_str()) {
+        msg = "expected a string (the value is not shown: it is a secret)".into();
+    }
     // Name the offending key itself for unknown fields.
     if let figment::error::Kind::UnknownField(field, _) = &err.kind {
         // figment's path may or may not end with the unknown field already.
@@ -985,6 +1045,26 @@ fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
         msg = format!("invalid `{key}`: {msg}");
     }
     format!("{msg} (from {source})")
+}
+
+/// An `http://` URL whose host is not loopback (`localhost`, 127/8, ::1).
+fn insecure_remote_http(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    if uri.scheme_str() != Some("http") {
+        return false;
+    }
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 /// A listen address: `HOST:PORT` or `unix:/absolute/path`.

@@ -1,7 +1,7 @@
 //! Forwarding to the upstream: header hygiene, identity headers, and the
 //! pooled client with its timeouts.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -207,6 +207,8 @@ pub struct HeaderRules {
     pass_real_ip: bool,
     pass_forwarded: bool,
     trust_forwarded: bool,
+    /// `forward.trusted_proxies`.
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// `forward.upgrades`, lower-cased protocol names.
     upgrades: Vec<String>,
     /// Query parameters and cookies that may carry a token
@@ -246,6 +248,11 @@ impl HeaderRules {
             pass_real_ip: passed.iter().any(|p| p == "x-real-ip"),
             pass_forwarded: passed.iter().any(|p| p == "forwarded"),
             trust_forwarded: forward.trust_forwarded_headers,
+            trusted_proxies: forward
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| parse_proxy(p))
+                .collect(),
             upgrades: forward
                 .upgrades
                 .iter()
@@ -346,11 +353,11 @@ impl HeaderRules {
 
     /// Sets `X-Real-IP` and `Forwarded` from the gate's own view when the
     /// operator trusts forwarding headers (and did not pass the client's).
-    fn set_client_view(&self, headers: &mut HeaderMap, conn: ConnInfo) {
-        if !self.trust_forwarded {
+    fn set_client_view(&self, headers: &mut HeaderMap, view: &ClientView, tls: bool) {
+        if !self.trust_forwarded && self.trusted_proxies.is_empty() {
             return;
         }
-        let ip = conn.peer.ip();
+        let ip = view.client;
         if !self.pass_real_ip
             && let Ok(v) = HeaderValue::from_str(&ip.to_string())
         {
@@ -363,7 +370,7 @@ impl HeaderRules {
             };
             let mut v = format!(
                 "for=\"{node}\";proto={}",
-                if conn.tls { "https" } else { "http" }
+                if tls { "https" } else { "http" }
             );
             if let Some(host) = headers
                 .get("x-forwarded-host")
@@ -397,7 +404,8 @@ pub fn prepare<B>(
     rules: &HeaderRules,
     req: &mut Request<B>,
     verdict: Verdict<'_>,
-    conn: ConnInfo,
+    view: &ClientView,
+    tls: bool,
     uri: Uri,
 ) {
     let original_authority = req.uri().authority().cloned();
@@ -418,10 +426,11 @@ pub fn prepare<B>(
     set_forwarded(
         headers,
         original_authority.as_ref(),
-        conn,
-        rules.trust_forwarded,
+        view,
+        tls,
+        rules.trusts_forwarding(view),
     );
-    rules.set_client_view(headers, conn);
+    rules.set_client_view(headers, view, tls);
     if let Some(proto) = verdict.upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto.clone());
@@ -484,26 +493,114 @@ pub struct ConnInfo {
     pub tls: bool,
 }
 
-/// Sets `X-Forwarded-For` (appending the peer), `-Proto` and `-Host`.
-/// `-Proto` and `-Host` are the gate's own view unless `trust_incoming`
-/// (`forward.trust_forwarded_headers`: the gate sits behind an ingress that
-/// sets them), in which case a single incoming value is kept.
+/// A `forward.trusted_proxies` entry: a CIDR range or a single address.
+pub fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
+}
+
+/// An `X-Forwarded-For` entry: a bare address, or one with a port
+/// (`1.2.3.4:5678`, `[::1]:80`), as some proxies write it.
+fn parse_xff_entry(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+/// Who the client is, as the gate decides it for one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientView {
+    /// The client's address: the TCP peer, or, when the peer is a trusted
+    /// proxy, the right-most `X-Forwarded-For` address that is not one.
+    pub client: IpAddr,
+    /// The peer is a trusted proxy: its forwarding headers are believed.
+    pub via_trusted_proxy: bool,
+    /// With a trusted peer: the `X-Forwarded-For` entries up to and
+    /// including the client (the trusted hops after it dropped).
+    chain: Option<Vec<String>>,
+}
+
+impl HeaderRules {
+    /// The client behind this request (`forward.trusted_proxies`).
+    pub fn client_view(&self, peer: IpAddr, headers: &HeaderMap) -> ClientView {
+        let peer = peer.to_canonical();
+        let trusted = |ip: &IpAddr| self.trusted_proxies.iter().any(|n| n.contains(ip));
+        if self.trusted_proxies.is_empty() || !trusted(&peer) {
+            return ClientView {
+                client: peer,
+                via_trusted_proxy: false,
+                chain: None,
+            };
+        }
+        let entries: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        let mut client = peer;
+        let mut keep = entries.len();
+        for (idx, e) in entries.iter().enumerate().rev() {
+            // An entry that is not an address ends the walk: nothing left
+            // of it can be attributed, so the last hop reached is the client.
+            let Some(ip) = parse_xff_entry(e) else { break };
+            client = ip;
+            keep = idx + 1;
+            if !trusted(&ip) {
+                break;
+            }
+        }
+        ClientView {
+            client,
+            via_trusted_proxy: true,
+            chain: Some(entries[..keep].iter().map(|e| (*e).to_string()).collect()),
+        }
+    }
+
+    /// Are the incoming `X-Forwarded-Proto`/`-Host` believed for this request?
+    fn trusts_forwarding(&self, view: &ClientView) -> bool {
+        if self.trusted_proxies.is_empty() {
+            self.trust_forwarded
+        } else {
+            view.via_trusted_proxy
+        }
+    }
+}
+
+/// Sets `X-Forwarded-For`, `-Proto` and `-Host`. `X-Forwarded-For` ends
+/// with the client as the gate decided it: the peer is appended, or, behind
+/// a trusted proxy, the chain is cut after the client. `-Proto` and `-Host`
+/// are the gate's own view unless `trust_incoming`, in which case a single
+/// incoming value is kept.
 pub fn set_forwarded(
     headers: &mut HeaderMap,
     authority: Option<&Authority>,
-    conn: ConnInfo,
+    view: &ClientView,
+    tls: bool,
     trust_incoming: bool,
 ) {
-    let peer = conn.peer.ip().to_string();
-    let prior: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let xff = if prior.is_empty() {
-        peer
-    } else {
-        format!("{}, {peer}", prior.join(", "))
+    let xff = match &view.chain {
+        Some(chain) if !chain.is_empty() => chain.join(", "),
+        Some(_) => view.client.to_string(),
+        None => {
+            let peer = view.client.to_string();
+            let prior: Vec<&str> = headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            if prior.is_empty() {
+                peer
+            } else {
+                format!("{}, {peer}", prior.join(", "))
+            }
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
@@ -516,11 +613,7 @@ pub fn set_forwarded(
         }
     };
     let proto = single(headers, "x-forwarded-proto").filter(|_| trust_incoming);
-    let proto = proto.unwrap_or(HeaderValue::from_static(if conn.tls {
-        "https"
-    } else {
-        "http"
-    }));
+    let proto = proto.unwrap_or(HeaderValue::from_static(if tls { "https" } else { "http" }));
     headers.insert("x-forwarded-proto", proto);
     let host = single(headers, "x-forwarded-host")
         .filter(|_| trust_incoming)

@@ -115,6 +115,13 @@ async fn run(
     }
     forward::check_host(&req)
         .map_err(|d| (Rejection::InvalidRequest(d.into()), "bad_host", None))?;
+    // The client as the gate decides it (`forward.trusted_proxies`): what
+    // the login limiter counts, and what X-Forwarded-For ends with.
+    let view = state.headers.client_view(conn.peer.ip(), req.headers());
+    let client_conn = ConnInfo {
+        peer: std::net::SocketAddr::new(view.client, conn.peer.port()),
+        ..conn
+    };
     // One spelling of the path for every decision below, and the one that
     // is forwarded. (A Uri clone shares its bytes; it lets the path borrow.)
     let original_uri = req.uri().clone();
@@ -126,7 +133,7 @@ async fn run(
     if let Some(issuer) = &state.issuer
         && issuer.handles(&path)
     {
-        let resp = issuer.handle(state, conn, &path, req).await;
+        let resp = issuer.handle(state, client_conn, &path, req).await;
         let outcome = match resp.status().as_u16() {
             200..=299 => "ok",
             429 => "rate_limited",
@@ -175,7 +182,8 @@ async fn run(
                 && matches!(decision.token_source, Some(TokenSource::Header)),
             upgrade: upgrade.as_ref(),
         },
-        conn,
+        &view,
+        conn.tls,
         uri,
     );
 

@@ -135,14 +135,14 @@ async fn ampho_security_key_is_an_oct_jwk() {
 async fn jwtgate_env_overrides_tokens_secret() {
     let up = Upstream::start().await;
     let gate = GateBuilder::toml(&upstream_only(&up))
-        .env("TOKENS_SECRET", "old-seed-secret-aaaaaaaaaaaaaaaa")
+        .env("TOKENS_SECRET", "old-seed-secret-aaaaaaaaaaaaaaaaaaaaaaaa")
         .env(
             "JWTGATE_AUTH__SECRET__VALUE",
-            "new-jwtgate-secret-bbbbbbbbbbbb",
+            "new-jwtgate-secret-bbbbbbbbbbbbbbbbbbbb",
         )
         .start();
-    let new = brevia_token("new-jwtgate-secret-bbbbbbbbbbbb", "alice", 600);
-    let old = brevia_token("old-seed-secret-aaaaaaaaaaaaaaaa", "alice", 600);
+    let new = brevia_token("new-jwtgate-secret-bbbbbbbbbbbbbbbbbbbb", "alice", 600);
+    let old = brevia_token("old-seed-secret-aaaaaaaaaaaaaaaaaaaaaaaa", "alice", 600);
     assert_eq!(get(&gate, "/", Some(&new)).await.status(), 200);
     assert_rejection(get(&gate, "/", Some(&old)).await, 401, "invalid_token").await;
     assert_eq!(up.count(), 1);
@@ -156,9 +156,9 @@ async fn tokens_secret_env_overrides_the_config_file() {
         upstream_only(&up)
     );
     let gate = GateBuilder::toml(&cfg)
-        .env("TOKENS_SECRET", "env-secret-dddddddddddddddddddd")
+        .env("TOKENS_SECRET", "env-secret-dddddddddddddddddddddddddddd")
         .start();
-    let env_tok = brevia_token("env-secret-dddddddddddddddddddd", "alice", 600);
+    let env_tok = brevia_token("env-secret-dddddddddddddddddddddddddddd", "alice", 600);
     let file_tok = brevia_token("file-secret-cccccccccccccccccccc", "alice", 600);
     assert_eq!(get(&gate, "/", Some(&env_tok)).await.status(), 200);
     assert_eq!(get(&gate, "/", Some(&file_tok)).await.status(), 401);

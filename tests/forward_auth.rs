@@ -5,7 +5,7 @@ mod support;
 use serde_json::json;
 use support::*;
 
-const SECRET: &str = "forward-auth-secret-0123456789";
+const SECRET: &str = "forward-auth-secret-0123456789abcdef";
 
 fn gate(up: &Upstream) -> Gate {
     GateBuilder::toml(&format!(

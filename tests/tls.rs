@@ -105,7 +105,7 @@ fn check_config_reads_the_tls_files() {
     let bad = dir.path().join("bad.pem");
     std::fs::write(&bad, "garbage").unwrap();
     let cfg = format!(
-        "[auth.secret]\nvalue = \"x\"\n[tls]\ncert_file = \"{0}\"\nkey_file = \"{0}\"\n",
+        "[auth.secret]\nvalue = \"tls-check-config-secret-0123456789abcdef\"\n[tls]\ncert_file = \"{0}\"\nkey_file = \"{0}\"\n",
         bad.display()
     );
     let out = run_jwtgate(&["check-config"]).toml(&cfg).run();

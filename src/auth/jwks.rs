@@ -285,6 +285,11 @@ impl IssuerKeys {
         &self.config.audiences
     }
 
+    /// `require_typ`, when set.
+    pub fn required_typ(&self) -> Option<&str> {
+        Some(self.config.require_typ.as_str()).filter(|t| !t.is_empty())
+    }
+
     fn is_remote(&self) -> bool {
         !matches!(self.source, Source::Local)
     }

@@ -58,6 +58,21 @@ impl HmacKey {
         if bytes.is_empty() {
             return Err(invalid("auth.secret", "the secret is empty"));
         }
+        if let Some(why) = weakness(&bytes) {
+            if !cfg.allow_weak {
+                // Never the value itself, only what is wrong with it.
+                return Err(invalid(
+                    "auth.secret",
+                    format!(
+                        "{why}; use at least {MIN_SECRET_BYTES} random bytes (`jwtgate gen-key`), \
+                         or set auth.secret.allow_weak = true to accept it anyway"
+                    ),
+                ));
+            }
+            tracing::warn!(
+                "auth.secret is weak ({why}); accepted because auth.secret.allow_weak = true"
+            );
+        }
         let algorithms = cfg
             .algorithms
             .iter()
@@ -79,6 +94,41 @@ impl HmacKey {
             audiences: cfg.audiences.clone(),
         }))
     }
+}
+
+/// RFC 7518 §3.2: an HS256 key must be at least as long as the hash (32
+/// bytes); a shorter one can be brute-forced offline from any token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Secrets that were published as placeholders (the example configuration,
+/// the Kubernetes example, documentation favourites): whoever copies them
+/// runs with a key the world knows.
+const PLACEHOLDERS: &[&str] = &[
+    "change-me-this-is-not-a-real-secret",
+    "REPLACE-ME-with-a-real-secret-before-deploying",
+    "your-256-bit-secret",
+    "a long random secret",
+    "secret",
+    "changeme",
+];
+
+/// Why a secret is weak, if it is.
+pub fn weakness(secret: &[u8]) -> Option<String> {
+    let lower = String::from_utf8_lossy(secret).to_ascii_lowercase();
+    if PLACEHOLDERS.iter().any(|p| lower == p.to_ascii_lowercase())
+        || ["change-me", "changeme", "replace-me", "not-a-real-secret"]
+            .iter()
+            .any(|p| lower.contains(p))
+    {
+        return Some("it is a published placeholder".into());
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Some(format!(
+            "it is {} bytes long, shorter than {MIN_SECRET_BYTES} (RFC 7518 section 3.2)",
+            secret.len()
+        ));
+    }
+    None
 }
 
 /// The raw bytes of an oct JWK (`{"kty":"oct","k":"..."}`), as Ampho stores

@@ -83,6 +83,8 @@ pub enum VerifyError {
     NoSuitableKey,
     #[error("the issuer's keys are not available yet")]
     KeysUnavailable { retry_after: u64 },
+    #[error("token type (typ) is not the one required")]
+    WrongType,
 }
 
 impl VerifyError {
@@ -108,6 +110,7 @@ impl VerifyError {
                 "unknown_kid"
             }
             VerifyError::KeysUnavailable { .. } => "keys_unavailable",
+            VerifyError::WrongType => "type",
         }
     }
 }
@@ -118,6 +121,7 @@ impl VerifyError {
 struct Header {
     alg: Algorithm,
     kid: Option<String>,
+    typ: Option<String>,
 }
 
 /// The header fields read, borrowed from the decoded bytes. A duplicate
@@ -127,6 +131,7 @@ struct RawHeader<'a> {
     #[serde(borrow)]
     alg: Option<std::borrow::Cow<'a, str>>,
     kid: Option<Value>,
+    typ: Option<Value>,
     /// Present at all (even `null`): RFC 7515 §4.1.11 says refuse what we
     /// do not understand.
     #[serde(default, deserialize_with = "present")]
@@ -160,7 +165,25 @@ fn parse_header(segment: &str) -> Result<Header, VerifyError> {
         Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_KID_BYTES => Some(k),
         Some(_) => return Err(VerifyError::BadKid),
     };
-    Ok(Header { alg, kid })
+    let typ = match raw.typ {
+        Some(Value::String(t)) => Some(t),
+        _ => None,
+    };
+    Ok(Header { alg, kid, typ })
+}
+
+/// RFC 9068 §2.1 / RFC 7515 §4.1.9: `typ` compares case-insensitively, and
+/// `application/` may be left out (`at+jwt` = `application/at+jwt`).
+fn typ_matches(have: Option<&str>, want: &str) -> bool {
+    let strip = |t: &str| {
+        let t = t.trim();
+        if t.len() > 12 && t[..12].eq_ignore_ascii_case("application/") {
+            t[12..].to_string()
+        } else {
+            t.to_string()
+        }
+    };
+    have.is_some_and(|h| strip(h).eq_ignore_ascii_case(&strip(want)))
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -290,6 +313,11 @@ impl Verifier {
                 if !issuer.algorithms().contains(&header.alg) {
                     return Err(VerifyError::AlgNotAllowed(alg_name(header.alg).into()));
                 }
+                if let Some(want) = issuer.required_typ()
+                    && !typ_matches(header.typ.as_deref(), want)
+                {
+                    return Err(VerifyError::WrongType);
+                }
                 let keys = issuer.keys_for(header.alg, header.kid.as_deref()).await?;
                 let verified = keys
                     .iter()
@@ -311,5 +339,19 @@ impl Verifier {
             payload_b64: p.into(),
             issuer,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typ_comparison() {
+        assert!(typ_matches(Some("at+jwt"), "at+jwt"));
+        assert!(typ_matches(Some("application/at+JWT"), "at+jwt"));
+        assert!(typ_matches(Some("AT+JWT"), "application/at+jwt"));
+        assert!(!typ_matches(Some("JWT"), "at+jwt"));
+        assert!(!typ_matches(None, "at+jwt"));
     }
 }

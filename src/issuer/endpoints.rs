@@ -142,14 +142,27 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Byt
     }
 }
 
+/// Form fields accepted at most: the endpoints read four.
+const MAX_FORM_FIELDS: usize = 32;
+
 /// A form body's fields; a repeated field is an error (RFC 6749 §3.2).
+/// Bounded and checked in linear time, before any password is hashed.
 fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
     let text = std::str::from_utf8(body)
         .map_err(|_| Failure::bad_request("the form body is not UTF-8"))?;
     let mut fields: Vec<(String, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (k, v) in crate::uri::query_pairs(text) {
-        if fields.iter().any(|(n, _)| *n == k) {
-            return Err(Failure::bad_request(format!("parameter {k:?} is repeated")));
+        if fields.len() == MAX_FORM_FIELDS {
+            return Err(Failure::bad_request(format!(
+                "more than {MAX_FORM_FIELDS} form fields"
+            )));
+        }
+        if !seen.insert(k.clone()) {
+            let shown: String = k.chars().take(32).collect();
+            return Err(Failure::bad_request(format!(
+                "parameter {shown:?} is repeated"
+            )));
         }
         fields.push((k, v));
     }
@@ -471,7 +484,12 @@ impl Endpoints {
             "<unknown user>".into()
         };
         let attempt = match rt.limiter.begin(&creds.user, ip, &self.thresholds) {
-            Ok(a) => a,
+            Ok((a, delay)) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                a
+            }
             Err(wait) => {
                 warn!(target: "jwtgate::issuer", user = %shown, client = %ip, via, "login refused: too many failures");
                 return Err(Refusal::Limited(wait));

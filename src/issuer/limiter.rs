@@ -71,13 +71,24 @@ fn address_key(ip: IpAddr) -> IpAddr {
 }
 
 impl Limiter {
-    /// Reserves an attempt, or says how long the caller must wait.
-    pub fn begin(&self, user: &str, ip: IpAddr, t: &Thresholds) -> Result<Attempt, Duration> {
+    /// Reserves an attempt, or says how long the caller must wait (429).
+    ///
+    /// Only the per-user limit refuses. Past the per-address limit the
+    /// attempt goes on, but only after the returned delay: behind an
+    /// ingress many users may share one address, and a refusal there would
+    /// lock all of them out at once.
+    pub fn begin(
+        &self,
+        user: &str,
+        ip: IpAddr,
+        t: &Thresholds,
+    ) -> Result<(Attempt, Duration), Duration> {
         let now = Instant::now();
         let user = Key::User(user.to_owned());
         let address = Key::Address(address_key(ip));
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let mut wait = Duration::ZERO;
+        let mut delay = Duration::ZERO;
         for (key, max) in [
             (&user, t.max_user_failures),
             (&address, t.max_address_failures),
@@ -87,7 +98,10 @@ impl Limiter {
                 if quiet >= t.window {
                     map.remove(key);
                 } else if e.failures >= max {
-                    wait = wait.max(t.window - quiet);
+                    match key {
+                        Key::User(_) => wait = wait.max(t.window - quiet),
+                        Key::Address(_) => delay = address_delay(e.failures - max),
+                    }
                 }
             }
         }
@@ -115,7 +129,7 @@ impl Limiter {
             e.failures = e.failures.saturating_add(1);
             e.last = now;
         }
-        Ok(Attempt { user, address })
+        Ok((Attempt { user, address }, delay))
     }
 
     /// The credentials were right: the user's slate is wiped; the address
@@ -144,6 +158,12 @@ impl Limiter {
     }
 }
 
+/// The wait before an attempt from an address past its limit: 500 ms,
+/// doubling with every further failure, at most 8 s.
+fn address_delay(excess: u32) -> Duration {
+    Duration::from_millis(500u64 << excess.min(4))
+}
+
 /// How long a failed attempt waits before it is answered: 100 ms after the
 /// first failure, doubling with each further one, at most 2 s. This slows
 /// a guesser down long before the lock-out while costing a person who
@@ -170,15 +190,15 @@ mod tests {
         let l = Limiter::default();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            let a = l.begin("alice", ip, &t(3)).unwrap();
+            let (a, _) = l.begin("alice", ip, &t(3)).unwrap();
             l.failed(a);
         }
         let wait = l.begin("alice", ip, &t(3)).unwrap_err();
         assert!(wait > Duration::from_secs(50));
         // Another user from the same address is not locked yet.
-        let a = l.begin("bob", ip, &t(3)).unwrap();
+        let (a, _) = l.begin("bob", ip, &t(3)).unwrap();
         l.succeeded(a);
-        let a = l.begin("bob", ip, &t(3)).unwrap();
+        let (a, _) = l.begin("bob", ip, &t(3)).unwrap();
         l.succeeded(a);
     }
 
@@ -201,11 +221,17 @@ mod tests {
         };
         let a: IpAddr = "2001:db8::1".parse().unwrap();
         let b: IpAddr = "2001:db8::2".parse().unwrap();
-        let x = l.begin("u1", a, &th).unwrap();
+        let (x, d) = l.begin("u1", a, &th).unwrap();
+        assert!(d.is_zero());
         l.failed(x);
-        let x = l.begin("u2", b, &th).unwrap();
+        let (x, _) = l.begin("u2", b, &th).unwrap();
         l.failed(x);
-        assert!(l.begin("u3", a, &th).is_err());
+        // Past the address limit (same /64): slowed down, never refused.
+        let (x, d) = l.begin("u3", a, &th).unwrap();
+        assert!(d >= Duration::from_millis(500), "{d:?}");
+        l.failed(x);
+        let (_, d2) = l.begin("u4", a, &th).unwrap();
+        assert!(d2 > d, "{d2:?} after {d:?}");
     }
 
     #[test]
