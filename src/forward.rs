@@ -53,6 +53,19 @@ const OVERRIDE_HEADERS: &[&str] = &[
     "x-original-uri",
     "x-forwarded-uri",
     "x-forwarded-method",
+    // Path, host and scheme hints that frameworks apply to the request they
+    // route (Spring's ForwardedHeaderFilter takes X-Forwarded-Prefix into the
+    // request URI; Symfony and Rails honour host and scheme overrides).
+    "x-forwarded-prefix",
+    "x-forwarded-path",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-url-scheme",
+    "front-end-https",
+    "x-http-host-override",
+    "x-host",
     "x-real-ip",
     "forwarded",
 ];

@@ -259,6 +259,9 @@ async fn header_aliases_and_overrides_never_reach_the_upstream() {
         "X-Original-URI: /admin/secret",
         "X-Forwarded-Uri: /admin/secret",
         "X-Forwarded-Method: DELETE",
+        "X-Forwarded-Prefix: /admin",
+        "X-HTTP-Host-Override: evil.test",
+        "X-Forwarded-Scheme: evil",
         "X-Real-IP: 6.6.6.6",
         "Forwarded: for=6.6.6.6;host=evil.test",
     ];
