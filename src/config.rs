@@ -178,6 +178,25 @@ pub struct UpstreamConfig {
     #[serde(with = "humantime_serde")]
     pub response_timeout: Duration,
     pub ca_file: String,
+    /// `upstream.protocol`: which HTTP version the gate speaks to the upstream.
+    pub protocol: UpstreamProtocol,
+}
+
+/// `upstream.protocol`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only; gRPC requests are answered UNAVAILABLE by the gate.
+    Http1,
+    /// Prior-knowledge cleartext HTTP/2 for every request.
+    H2c,
+    /// HTTP/2 over TLS (ALPN `h2`) for every request.
+    H2,
+    /// HTTP/1.1, except gRPC (h2c, or h2 over TLS) and, with an https
+    /// upstream, HTTP/2 clients (ALPN decides). The default: an HTTP/1
+    /// backend sees exactly what it saw before `protocol` existed.
+    #[default]
+    Auto,
 }
 
 impl Default for UpstreamConfig {
@@ -187,6 +206,7 @@ impl Default for UpstreamConfig {
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
             ca_file: String::new(),
+            protocol: UpstreamProtocol::Auto,
         }
     }
 }
@@ -617,6 +637,32 @@ impl Config {
         }
         if url.query().is_some() {
             return Err(invalid("upstream.url", "must not carry a query".into()));
+        }
+        // A protocol the URL cannot carry is a mistake in the file, not
+        // something to discover on the first request.
+        let unix = crate::unix::socket_path(&self.upstream.url).is_some();
+        match (self.upstream.protocol, url.scheme_str()) {
+            (UpstreamProtocol::H2, _) if unix => {
+                return Err(invalid(
+                    "upstream.protocol",
+                    "\"h2\" is HTTP/2 over TLS, which a unix: upstream does not speak; use \"h2c\""
+                        .into(),
+                ));
+            }
+            (UpstreamProtocol::H2, Some("http")) => {
+                return Err(invalid(
+                    "upstream.protocol",
+                    "\"h2\" needs an https:// upstream.url; cleartext HTTP/2 is \"h2c\"".into(),
+                ));
+            }
+            (UpstreamProtocol::H2c, Some("https")) => {
+                return Err(invalid(
+                    "upstream.protocol",
+                    "\"h2c\" is cleartext HTTP/2 and needs an http:// upstream.url; over TLS use \"h2\""
+                        .into(),
+                ));
+            }
+            _ => {}
         }
         if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
             return Err(invalid(
@@ -1211,5 +1257,34 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("upstream.url"), "{err}");
+    }
+
+    #[test]
+    fn upstream_protocol_must_fit_the_url() {
+        let load = |url: &str, proto: &str| {
+            Config::load(&env(&[
+                ("TOKENS_SECRET", "x"),
+                ("JWTGATE_UPSTREAM__URL", url),
+                ("JWTGATE_UPSTREAM__PROTOCOL", proto),
+            ]))
+        };
+        assert_eq!(
+            load("http://a:1", "h2c").unwrap().upstream.protocol,
+            UpstreamProtocol::H2c
+        );
+        assert_eq!(
+            load("https://a:1", "h2").unwrap().upstream.protocol,
+            UpstreamProtocol::H2
+        );
+        for (url, proto) in [
+            ("http://a:1", "h2"),
+            ("https://a:1", "h2c"),
+            ("unix:/tmp/x.sock", "h2"),
+            ("http://a:1", "http3"),
+        ] {
+            let err = load(url, proto).unwrap_err().to_string();
+            assert!(err.contains("upstream.protocol"), "{url} {proto}: {err}");
+        }
+        assert_eq!(Config::default().upstream.protocol, UpstreamProtocol::Auto);
     }
 }

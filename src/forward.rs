@@ -15,10 +15,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
+use tracing::debug;
 
 use crate::auth::Identity;
 use crate::auth::claims::lookup;
-use crate::config::{ConfigError, ForwardConfig, UpstreamConfig};
+use crate::config::{ConfigError, ForwardConfig, UpstreamConfig, UpstreamProtocol};
 use crate::respond::Rejection;
 
 /// The body of every response the gate sends: the upstream's, streamed as
@@ -423,7 +424,14 @@ pub fn prepare<B>(
 ) {
     let original_authority = req.uri().authority().cloned();
     let headers = req.headers_mut();
+    // gRPC servers may insist on `TE: trailers` (it says the client reads
+    // trailers, where gRPC puts its status). It is the one TE value HTTP/2
+    // allows, so it survives the hop-by-hop cleaning for gRPC alone.
+    let keep_te = crate::grpc::is_grpc(headers) && crate::grpc::asks_for_trailers(headers);
     rules.strip(headers);
+    if keep_te {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if !verdict.keep_authorization {
         headers.remove(header::AUTHORIZATION);
     }
@@ -642,7 +650,7 @@ pub fn set_forwarded(
     }
 }
 
-/// The pooled client: over TCP (http or https), or over a Unix socket.
+/// A pooled client: over TCP (http or https), or over a Unix socket.
 enum UpstreamClient {
     Net(Client<HttpsConnector<HttpConnector>, Incoming>),
     Unix(Client<crate::unix::UnixConnector, Incoming>),
@@ -657,9 +665,57 @@ impl UpstreamClient {
     }
 }
 
-/// The pooled client to the one upstream.
+/// Streams the gate opens on one HTTP/2 upstream connection before the
+/// upstream's SETTINGS say how many it accepts; afterwards the upstream's
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` bounds them, and further requests wait
+/// (in the h2 crate) for a stream to end rather than fail.
+const H2_INITIAL_MAX_STREAMS: usize = 100;
+
+/// How the client for one protocol is built. `h2`: HTTP/2 is possible on
+/// it; `h2_only`: it is the only protocol (prior knowledge, or TLS with
+/// ALPN `h2` alone).
+fn client_builder(h2: bool, h2_only: bool) -> hyper_util::client::legacy::Builder {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024);
+    if h2 {
+        // hyper-util shares one HTTP/2 connection per upstream among all
+        // requests (multiplexed). Pings keep a silent long-lived stream's
+        // connection checked; the adaptive window keeps large streamed
+        // messages from stalling on the 64 KiB default.
+        b.timer(TokioTimer::new())
+            .http2_only(h2_only)
+            .http2_initial_max_send_streams(H2_INITIAL_MAX_STREAMS)
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(20));
+    }
+    b
+}
+
+/// Options for one request to the upstream, decided in `gate::handle`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SendOptions {
+    /// A gRPC call: it needs HTTP/2 to the upstream.
+    pub grpc: bool,
+    /// The client's gRPC deadline: the wait for the response head ends at
+    /// the earlier of it and `upstream.response_timeout`.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// The pooled clients to the one upstream.
 pub struct Upstream {
-    client: UpstreamClient,
+    /// HTTP/1.1 (`None` with `protocol` `h2c` or `h2`).
+    http1: Option<UpstreamClient>,
+    /// HTTP/2: prior knowledge (h2c, or TLS with ALPN `h2` only), or, with
+    /// `auto` and an https upstream, ALPN offering `h2` and `http/1.1`
+    /// (`None` with `protocol = "http1"`).
+    http2: Option<UpstreamClient>,
+    protocol: UpstreamProtocol,
+    /// `auto` over TLS: HTTP/2 clients go through `http2` too, since the
+    /// upstream's ALPN answer says whether it speaks HTTP/2.
+    alpn: bool,
     scheme: Scheme,
     authority: Authority,
     base_path: String,
@@ -691,18 +747,39 @@ impl Upstream {
         http.set_nodelay(true);
         http.enforce_http(false);
         let tls = crate::tls::client_config("upstream.ca_file", &cfg.ca_file)?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
+        let protocols = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+        };
+        let h1 = || {
+            let connector = protocols().enable_http1().wrap_connector(http.clone());
+            UpstreamClient::Net(client_builder(false, false).build(connector))
+        };
+        let is_tls = scheme == Scheme::HTTPS;
+        // Only ALPN `h2`: prior knowledge over TLS, and over cleartext the
+        // connector offers nothing and the client speaks h2c.
+        let h2_only = || {
+            let connector = protocols().enable_http2().wrap_connector(http.clone());
+            UpstreamClient::Net(client_builder(true, true).build(connector))
+        };
+        let (http1, http2, alpn) = match cfg.protocol {
+            UpstreamProtocol::Http1 => (Some(h1()), None, false),
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => (None, Some(h2_only()), false),
+            UpstreamProtocol::Auto if is_tls => {
+                let connector = protocols()
+                    .enable_all_versions()
+                    .wrap_connector(http.clone());
+                let negotiated = UpstreamClient::Net(client_builder(true, false).build(connector));
+                (Some(h1()), Some(negotiated), true)
+            }
+            UpstreamProtocol::Auto => (Some(h1()), Some(h2_only()), false),
+        };
         Ok(Upstream {
-            client: UpstreamClient::Net(client),
+            http1,
+            http2,
+            protocol: cfg.protocol,
+            alpn,
             scheme,
             authority,
             base_path,
@@ -710,18 +787,24 @@ impl Upstream {
         })
     }
 
-    /// `upstream.url = "unix:/path"`: plain HTTP/1.1 over that socket. The
-    /// request URI names `localhost` only because a URI needs an authority;
-    /// the client's `Host` header is what the upstream sees.
+    /// `upstream.url = "unix:/path"`: plain HTTP over that socket (HTTP/1.1,
+    /// or h2c). The request URI names `localhost` only because a URI needs
+    /// an authority; the client's `Host` header is what the upstream sees.
     fn unix(path: &std::path::Path, cfg: &UpstreamConfig) -> Upstream {
         let connector = crate::unix::UnixConnector::new(path, cfg.connect_timeout);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
+        let h1 = || UpstreamClient::Unix(client_builder(false, false).build(connector.clone()));
+        let h2 = || UpstreamClient::Unix(client_builder(true, true).build(connector.clone()));
+        // `h2` over a socket is refused by the configuration check.
+        let (http1, http2) = match cfg.protocol {
+            UpstreamProtocol::Http1 => (Some(h1()), None),
+            UpstreamProtocol::H2c | UpstreamProtocol::H2 => (None, Some(h2())),
+            UpstreamProtocol::Auto => (Some(h1()), Some(h2())),
+        };
         Upstream {
-            client: UpstreamClient::Unix(client),
+            http1,
+            http2,
+            protocol: cfg.protocol,
+            alpn: false,
             scheme: Scheme::HTTP,
             authority: Authority::from_static("localhost"),
             base_path: String::new(),
@@ -748,11 +831,66 @@ impl Upstream {
             .map_err(|_| Rejection::InvalidRequest("request target cannot be forwarded".into()))
     }
 
+    /// The client for this request and the version to ask it for, or the
+    /// refusal when `upstream.protocol` cannot carry the request.
+    fn pick(
+        &self,
+        req: &Request<Incoming>,
+        opts: SendOptions,
+    ) -> Result<(&UpstreamClient, Version), Rejection> {
+        let proto = match self.protocol {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::H2c => "h2c",
+            UpstreamProtocol::H2 => "h2",
+            UpstreamProtocol::Auto => "auto",
+        };
+        let client_h2 = req.version() == Version::HTTP_2;
+        let upgrade = req.headers().contains_key(header::UPGRADE);
+        let picked = match (&self.http1, &self.http2) {
+            // gRPC has no HTTP/1.1 form: say so rather than send a request
+            // the backend can only garble.
+            (_, None) if opts.grpc => {
+                return Err(Rejection::BadGateway(format!(
+                    "gRPC needs HTTP/2 to the upstream, and upstream.protocol is \"{proto}\""
+                )));
+            }
+            (Some(h1), _) if upgrade => (h1, Version::HTTP_11),
+            (None, Some(_)) if upgrade => {
+                return Err(Rejection::BadGateway(format!(
+                    "an upgrade (WebSocket) needs HTTP/1.1 to the upstream, and upstream.protocol is \"{proto}\""
+                )));
+            }
+            (_, Some(h2)) if opts.grpc => (h2, Version::HTTP_2),
+            // `auto` over TLS: an HTTP/2 client's request is offered to the
+            // upstream as `h2` or `http/1.1`; its ALPN answer decides.
+            (Some(_), Some(h2)) if self.alpn && client_h2 => (h2, Version::HTTP_11),
+            (Some(h1), _) => (h1, Version::HTTP_11),
+            (None, Some(h2)) => (h2, Version::HTTP_2),
+            (None, None) => {
+                return Err(Rejection::BadGateway("no upstream client".into()));
+            }
+        };
+        Ok(picked)
+    }
+
     /// Sends the prepared request; maps failures to 502 and slowness to 504.
-    pub async fn send(&self, mut req: Request<Incoming>) -> Result<Response<Incoming>, Rejection> {
-        // The upstream speaks HTTP/1.1 whatever the client spoke to us.
-        *req.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+    /// The timeout bounds only the wait for the response head: a streamed
+    /// body (a long download, a gRPC stream) runs as long as it runs.
+    pub async fn send(
+        &self,
+        mut req: Request<Incoming>,
+        opts: SendOptions,
+    ) -> Result<Response<Incoming>, Rejection> {
+        let (client, version) = self.pick(&req, opts)?;
+        // The upstream's version is the gate's choice, not the client's.
+        *req.version_mut() = version;
+        let limit = match opts.deadline {
+            Some(d) => self
+                .response_timeout
+                .min(d.saturating_duration_since(std::time::Instant::now())),
+            None => self.response_timeout,
+        };
+        match tokio::time::timeout(limit, client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
                 if is_timeout(&e) {
@@ -762,6 +900,11 @@ impl Upstream {
                 } else if e.is_connect() {
                     Err(Rejection::BadGateway(
                         "upstream refused the connection".into(),
+                    ))
+                } else if version == Version::HTTP_2 {
+                    debug!("upstream HTTP/2 request failed: {e:?}");
+                    Err(Rejection::BadGateway(
+                        "upstream failed (over HTTP/2)".into(),
                     ))
                 } else {
                     Err(Rejection::BadGateway("upstream failed".into()))

@@ -58,6 +58,9 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<GateBody>, std::convert::Infallible> {
     let state = shared.current();
+    // A gRPC client understands only grpc-status: decided once, here, so
+    // that every refusal below is said in its language.
+    let grpc = crate::grpc::GrpcCall::of(req.headers(), Instant::now());
     // What the access log needs, taken only when it is on (it is off in
     // benchmarks and for many operators): the path as received, without the
     // query (which may carry tokens), bounded so that a huge path cannot
@@ -66,7 +69,7 @@ pub async fn handle(
         let path: String = req.uri().path().chars().take(256).collect();
         (Instant::now(), req.method().clone(), path)
     });
-    let (resp, user, reason, decision) = match run(&state, &shared, conn, req).await {
+    let (resp, user, reason, decision) = match run(&state, &shared, conn, req, grpc).await {
         Ok((resp, allow, user)) => (resp, user, allow.reason(), "allow"),
         Err((rej, reason, user)) => {
             // The upstream failing after an allow is not a denial.
@@ -74,9 +77,12 @@ pub async fn handle(
                 Rejection::BadGateway(_) | Rejection::GatewayTimeout(_) => "error",
                 _ => "deny",
             };
-            let resp = rej
-                .into_response(&state.config.auth.realm)
-                .map(Either::Right);
+            let realm = &state.config.auth.realm;
+            let resp = match grpc {
+                Some(call) => rej.into_grpc_response(realm, call.deadline.is_some()),
+                None => rej.into_response(realm),
+            }
+            .map(Either::Right);
             (resp, user, reason, decision)
         }
     };
@@ -103,6 +109,7 @@ async fn run(
     shared: &Shared,
     conn: ConnInfo,
     mut req: Request<Incoming>,
+    grpc: Option<crate::grpc::GrpcCall>,
 ) -> Result<(Response<GateBody>, Allow, Option<String>), Denial> {
     // Phase 0: a request with one meaning. CONNECT would make the gate a
     // tunnel to wherever the client names; two hosts are two meanings.
@@ -189,7 +196,11 @@ async fn run(
 
     // Phase 6: upstream.
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let mut resp = state.upstream.send(req).await.map_err(|r| {
+    let send = forward::SendOptions {
+        grpc: grpc.is_some(),
+        deadline: grpc.and_then(|g| g.deadline),
+    };
+    let mut resp = state.upstream.send(req, send).await.map_err(|r| {
         let reason = if r.status() == StatusCode::GATEWAY_TIMEOUT {
             "upstream_timeout"
         } else {

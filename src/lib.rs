@@ -13,6 +13,7 @@ pub mod file_watch;
 pub mod forward;
 pub mod forward_auth;
 pub mod gate;
+pub mod grpc;
 pub mod healthcheck;
 pub mod issuer;
 pub mod keygen;

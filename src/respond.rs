@@ -108,6 +108,36 @@ impl Rejection {
     }
 }
 
+impl Rejection {
+    /// The same refusal for a gRPC client, which reads only `grpc-status`:
+    /// a trailers-only response (HTTP 200, no body, the status in the one
+    /// HEADERS frame). `grpc-message` is the description, and the
+    /// `WWW-Authenticate` challenge, `Retry-After` and `x-jwtgate-error`
+    /// stay as metadata. `deadline_given`: the client sent `grpc-timeout`,
+    /// so a 504 is DEADLINE_EXCEEDED.
+    pub fn into_grpc_response(self, realm: &str, deadline_given: bool) -> Response<Full<Bytes>> {
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        let status = crate::grpc::status_for(self.status().as_u16(), deadline_given);
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert("grpc-status", HeaderValue::from(status));
+        if let Ok(v) = HeaderValue::from_str(&crate::grpc::encode_message(self.description())) {
+            h.insert("grpc-message", v);
+        }
+        h.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
+        if let Some(v) = self
+            .www_authenticate(realm)
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            h.insert(WWW_AUTHENTICATE, v);
+        }
+        if let Rejection::Unavailable { retry_after, .. } = &self {
+            h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        resp
+    }
+}
+
 /// A quoted-string's content: no quotes, backslashes or control characters.
 fn quote(s: &str) -> String {
     s.chars()
@@ -134,6 +164,32 @@ mod tests {
         let r = Rejection::NoToken.into_response("jwtgate");
         assert_eq!(r.status(), 401);
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"jwtgate\"");
+    }
+
+    #[test]
+    fn grpc_rejection_is_trailers_only() {
+        use hyper::body::Body;
+        let r = Rejection::Forbidden("missing scope \"a b\"".into()).into_grpc_response("r", false);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "7");
+        assert_eq!(r.headers()["grpc-message"], "missing scope \"a b\"");
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
+        assert!(
+            r.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains("insufficient_scope")
+        );
+        assert!(r.body().is_end_stream());
+        let t = Rejection::GatewayTimeout("slow".into());
+        assert_eq!(
+            t.clone().into_grpc_response("r", true).headers()["grpc-status"],
+            "4"
+        );
+        assert_eq!(
+            t.into_grpc_response("r", false).headers()["grpc-status"],
+            "14"
+        );
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! What the gate needs to know about gRPC: which requests are gRPC calls,
+//! their deadline (`grpc-timeout`), and how a refusal is said in gRPC
+//! (`grpc-status`, `grpc-message`). The rendering itself is in `respond`.
+
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use http::header::{CONTENT_TYPE, TE};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+
+/// A gRPC call as the gate sees it, decided once from the request head.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcCall {
+    /// When the client's `grpc-timeout` runs out, if it sent one.
+    pub deadline: Option<Instant>,
+}
+
+impl GrpcCall {
+    /// `Some` for a gRPC request (`content-type: application/grpc`,
+    /// `application/grpc+proto`, `application/grpc;...`). gRPC-Web
+    /// (`application/grpc-web*`) is not: it is plain HTTP/1-compatible and
+    /// is handled like any other HTTP request.
+    pub fn of(headers: &HeaderMap, now: Instant) -> Option<GrpcCall> {
+        if !is_grpc(headers) {
+            return None;
+        }
+        let deadline = headers
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_timeout)
+            .and_then(|t| now.checked_add(t));
+        Some(GrpcCall { deadline })
+    }
+}
+
+/// Does the content type name gRPC (and not gRPC-Web)?
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let ct = ct.trim_start();
+    let Some(prefix) = ct.get(.."application/grpc".len()) else {
+        return false;
+    };
+    if !prefix.eq_ignore_ascii_case("application/grpc") {
+        return false;
+    }
+    matches!(
+        ct.as_bytes().get("application/grpc".len()),
+        None | Some(b'+') | Some(b';') | Some(b' ')
+    )
+}
+
+/// Did the client send `TE: trailers` (the only TE value gRPC allows, and
+/// the one HTTP/2 permits)?
+pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
+/// `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n). A value
+/// that is not one is ignored here (the upstream receives it and decides).
+pub fn parse_timeout(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// gRPC status codes the gate answers with.
+pub mod code {
+    pub const UNKNOWN: u32 = 2;
+    pub const INVALID_ARGUMENT: u32 = 3;
+    pub const DEADLINE_EXCEEDED: u32 = 4;
+    pub const PERMISSION_DENIED: u32 = 7;
+    pub const UNIMPLEMENTED: u32 = 12;
+    pub const UNAVAILABLE: u32 = 14;
+    pub const UNAUTHENTICATED: u32 = 16;
+}
+
+/// The gRPC status for an HTTP status the gate refuses with. A 504 is
+/// DEADLINE_EXCEEDED when the client set a deadline (the wait it asked
+/// for is over), UNAVAILABLE otherwise (as gRPC maps an HTTP 504).
+pub fn status_for(http: u16, deadline_given: bool) -> u32 {
+    match http {
+        400 => code::INVALID_ARGUMENT,
+        401 => code::UNAUTHENTICATED,
+        403 => code::PERMISSION_DENIED,
+        405 => code::UNIMPLEMENTED,
+        504 if deadline_given => code::DEADLINE_EXCEEDED,
+        502..=504 => code::UNAVAILABLE,
+        _ => code::UNKNOWN,
+    }
+}
+
+/// gRPC's `grpc-message` encoding: printable ASCII except `%` as it is,
+/// everything else percent-encoded (of its UTF-8 bytes).
+const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
+
+pub fn encode_message(m: &str) -> String {
+    utf8_percent_encode(m, GRPC_MESSAGE).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ct(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn grpc_content_types() {
+        assert!(is_grpc(&ct("application/grpc")));
+        assert!(is_grpc(&ct("application/grpc+proto")));
+        assert!(is_grpc(&ct("Application/GRPC;charset=x")));
+        assert!(!is_grpc(&ct("application/grpc-web")));
+        assert!(!is_grpc(&ct("application/grpc-web+proto")));
+        assert!(!is_grpc(&ct("application/grpcx")));
+        assert!(!is_grpc(&ct("application/json")));
+        assert!(!is_grpc(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("1S"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        assert_eq!(parse_timeout("123456789S"), None);
+        assert_eq!(parse_timeout("S"), None);
+        assert_eq!(parse_timeout("-1S"), None);
+        assert_eq!(parse_timeout("1s"), None);
+    }
+
+    #[test]
+    fn statuses_and_messages() {
+        assert_eq!(status_for(401, false), 16);
+        assert_eq!(status_for(403, false), 7);
+        assert_eq!(status_for(400, false), 3);
+        assert_eq!(status_for(502, true), 14);
+        assert_eq!(status_for(503, false), 14);
+        assert_eq!(status_for(504, false), 14);
+        assert_eq!(status_for(504, true), 4);
+        assert_eq!(
+            encode_message("a 100% \"ok\"\né"),
+            "a 100%25 \"ok\"%0A%C3%A9"
+        );
+    }
+}
