@@ -24,7 +24,9 @@ fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
+        // Flattened: an event's fields are top-level keys, as log pipelines
+        // (Loki, Elasticsearch, Cloud Logging) index them.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
 }
