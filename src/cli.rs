@@ -449,3 +449,33 @@ pub fn random_token(n: usize) -> String {
     let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut buf);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_argument_has_help_and_the_definition_is_consistent() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        let mut check = |path: &str, c: &clap::Command| {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+        };
+        check("jwtgate", &cmd);
+        for sub in cmd.get_subcommands() {
+            assert!(sub.get_about().is_some(), "{} has no about", sub.get_name());
+            check(sub.get_name(), sub);
+        }
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+    }
+}
