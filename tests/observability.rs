@@ -370,3 +370,103 @@ async fn json_access_log_is_flat_with_correlation_and_without_secrets() {
     assert!(!logs.contains(&t), "token in the logs");
     assert!(!logs.contains("secretq"), "query in the logs");
 }
+
+/// Every metric the example dashboard and alerts in deploy/monitoring query
+/// exists, under that name, in what a gate exposes after some traffic (a
+/// remote issuer, a reload, a denial, an upstream error included): renaming
+/// a metric cannot silently blank a panel or an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_examples_query_only_metrics_that_exist() {
+    let up = Upstream::start().await;
+    let idp = Idp::start().await;
+    idp.add_rsa("k1");
+    let gate = GateBuilder::toml(&config(
+        &up,
+        &format!("[[auth.issuers]]\nissuer = \"{}\"\n", idp.issuer),
+    ))
+    .start();
+    let c = client();
+    let t = token("alice");
+    c.get(gate.url("/a"))
+        .header("authorization", bearer(&t))
+        .send()
+        .await
+        .unwrap();
+    c.get(gate.url("/a")).send().await.unwrap();
+    gate.signal("HUP");
+    let m = eventually(Duration::from_secs(5), "the reload", || async {
+        let m = metrics(&gate).await;
+        metric_sum(&m, "jwtgate_config_reloads_total")
+            .is_some()
+            .then_some(m)
+    })
+    .await;
+    assert!(
+        metric_sum(&m, "jwtgate_key_age_seconds").is_some(),
+        "{m}\n{}",
+        gate.logs()
+    );
+    let exposed = metrics(&gate).await;
+    let names: std::collections::BTreeSet<&str> = exposed
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring");
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    let rules: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("prometheusrule.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(rules["kind"].as_str(), Some("PrometheusRule"));
+    let alerts: Vec<&serde_yaml::Value> = rules["spec"]["groups"][0]["rules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .collect();
+    for a in &alerts {
+        exprs.push(a["expr"].as_str().unwrap().to_string());
+    }
+    let alert_names: Vec<&str> = alerts.iter().filter_map(|a| a["alert"].as_str()).collect();
+    for want in [
+        "JwtgateKeysStale",
+        "JwtgateDenySpike",
+        "JwtgateUpstreamErrors",
+    ] {
+        assert!(
+            alert_names.contains(&want),
+            "{want} missing: {alert_names:?}"
+        );
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        for (i, _) in e.match_indices(|c: char| c == 'j' || c == 'p') {
+            let rest = &e[i..];
+            if (rest.starts_with("jwtgate_") || rest.starts_with("process_"))
+                && !e[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            {
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                used.insert(name);
+            }
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+    let missing: Vec<&String> = used
+        .iter()
+        .filter(|n| !names.contains(n.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "not exposed: {missing:?}\n{exposed}");
+}
