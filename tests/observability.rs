@@ -450,7 +450,7 @@ async fn monitoring_examples_query_only_metrics_that_exist() {
     }
     let mut used = std::collections::BTreeSet::new();
     for e in &exprs {
-        for (i, _) in e.match_indices(|c: char| c == 'j' || c == 'p') {
+        for (i, _) in e.match_indices(['j', 'p']) {
             let rest = &e[i..];
             if (rest.starts_with("jwtgate_") || rest.starts_with("process_"))
                 && !e[..i].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
