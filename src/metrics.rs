@@ -11,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// The listeners, as the `listener` label (and the access log) names them.
@@ -100,7 +101,6 @@ pub fn status_class(status: u16) -> &'static str {
 }
 
 /// One listener's per-request metrics, resolved from their families once.
-#[derive(Clone)]
 pub struct ListenerMetrics {
     pub name: &'static str,
     pub in_flight: Gauge,
@@ -147,8 +147,8 @@ pub struct Metrics {
     /// Time to the upstream's response head (or its failure).
     pub upstream_seconds: Histogram,
     pub connections_open: Family<ListenerLabel, Gauge>,
-    pub proxy: ListenerMetrics,
-    pub forward_auth: ListenerMetrics,
+    pub proxy: Arc<ListenerMetrics>,
+    pub forward_auth: Arc<ListenerMetrics>,
 }
 
 impl Default for Metrics {
@@ -282,13 +282,13 @@ impl Metrics {
                     })
                     .clone()
             };
-            ListenerMetrics {
+            Arc::new(ListenerMetrics {
                 name,
                 in_flight: in_flight
                     .get_or_create(&ListenerLabel { listener: name })
                     .clone(),
                 durations: [d(Decision::Allow), d(Decision::Deny), d(Decision::Error)],
-            }
+            })
         };
         let proxy = listener(PROXY);
         let forward_auth = listener(FORWARD_AUTH);

@@ -15,6 +15,7 @@
 
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -67,7 +68,7 @@ pub struct AccessRecord {
 /// a response (the client went away mid-decision), it only lowers the
 /// in-flight gauge.
 pub struct Observation {
-    metrics: ListenerMetrics,
+    metrics: Arc<ListenerMetrics>,
     started: Instant,
     /// Set when the response head is known.
     decision: Option<Decision>,
@@ -75,7 +76,7 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn start(metrics: &ListenerMetrics, access: Option<Box<AccessRecord>>) -> Self {
+    pub fn start(metrics: &Arc<ListenerMetrics>, access: Option<Box<AccessRecord>>) -> Self {
         metrics.in_flight.inc();
         Observation {
             metrics: metrics.clone(),
