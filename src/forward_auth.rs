@@ -49,7 +49,7 @@ pub async fn handle(
             user_agent: observe::header_text(h.get(http::header::USER_AGENT)),
             request_id: request_id.to_str().unwrap_or_default().to_owned(),
             trace_id: crate::request_id::trace_id(h).map(str::to_owned),
-            request_bytes: Some(0),
+            request_bytes: hyper::body::Body::size_hint(req.body()).exact(),
             ..AccessRecord::default()
         })
     });
