@@ -11,6 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod schema;
+mod suggest;
+
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml, Yaml};
 use serde::{Deserialize, Serialize};
@@ -30,13 +33,17 @@ pub enum ConfigError {
         origin: String,
         message: String,
     },
+    /// Several of the above, all reported at once.
+    #[error("{} configuration errors:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Many(Vec<ConfigError>),
 }
 
 /// A secret string: deserialises as a plain string, but never shows in
 /// `Debug` output and serialises redacted (so `check-config` can print the
 /// effective configuration safely).
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
+#[schemars(description = "A secret: never logged, redacted in check-config output.")]
 pub struct Secret(String);
 
 impl Secret {
@@ -71,13 +78,14 @@ impl Serialize for Secret {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub listen: String,
     pub admin_listen: String,
     pub forward_auth_listen: String,
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub drain_timeout: Duration,
     /// Threads serving requests: 0 = one per CPU; 1 = a single-threaded
     /// runtime (the lowest overhead for a sidecar given one CPU).
@@ -119,7 +127,7 @@ impl Default for Config {
 }
 
 /// `[reload]`: reloading without a signal (Kubernetes cannot send SIGHUP).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReloadConfig {
     /// Reload, exactly as on SIGHUP, when the config file or any file it
@@ -133,7 +141,7 @@ impl Default for ReloadConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub cert_file: String,
@@ -141,11 +149,12 @@ pub struct TlsConfig {
 }
 
 /// Limits that protect the listener (not in SPEC's table; documented in the README).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Time a client has to send a complete request head.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub header_read_timeout: Duration,
     /// Largest request head accepted; larger ones get 431.
     pub max_header_bytes: usize,
@@ -155,6 +164,7 @@ pub struct LimitsConfig {
     /// keep-alive, an HTTP/2 connection with no open stream) is closed
     /// after this long.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub idle_timeout: Duration,
 }
 
@@ -169,13 +179,15 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
     pub url: String,
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub response_timeout: Duration,
     pub ca_file: String,
     /// `upstream.protocol`: which HTTP version the gate speaks to the upstream.
@@ -183,7 +195,9 @@ pub struct UpstreamConfig {
 }
 
 /// `upstream.protocol`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 only; gRPC requests are answered UNAVAILABLE by the gate.
@@ -211,10 +225,11 @@ impl Default for UpstreamConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub leeway: Duration,
     pub username_claims: Vec<String>,
     pub allowed_users: Vec<String>,
@@ -244,7 +259,7 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretConfig {
     pub value: Secret,
@@ -279,7 +294,7 @@ impl SecretConfig {
 }
 
 /// One trusted remote (or file-based) issuer of asymmetric tokens.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IssuerTrustConfig {
     pub issuer: String,
@@ -289,10 +304,13 @@ pub struct IssuerTrustConfig {
     pub audiences: Vec<String>,
     pub algorithms: Vec<String>,
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub cache_ttl: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub refetch_interval: Duration,
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub max_stale: Duration,
     pub ca_file: String,
     /// Allow a plain-http discovery or JWKS URL on a host other than
@@ -322,7 +340,7 @@ impl Default for IssuerTrustConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatusConfig {
     pub path: String,
@@ -338,7 +356,7 @@ impl Default for StatusConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteAuth {
     None,
@@ -346,7 +364,7 @@ pub enum RouteAuth {
     Token,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfig {
     pub prefix: String,
@@ -360,7 +378,7 @@ pub struct RouteConfig {
 }
 
 /// The admin listener's own settings.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// A bearer token that authorises the mutating admin endpoints
@@ -370,7 +388,7 @@ pub struct AdminConfig {
 }
 
 /// How request paths are read (see `uri::normalize_path_with`).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathsConfig {
     /// Keep `;` path parameters (Java servers' `;jsessionid=`): routes are
@@ -381,7 +399,7 @@ pub struct PathsConfig {
     pub case_insensitive: bool,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
     pub user_header: String,
@@ -417,7 +435,7 @@ impl Default for ForwardConfig {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IssuerConfig {
     /// Serve the token endpoints (off by default).
@@ -427,9 +445,11 @@ pub struct IssuerConfig {
     pub users_file: String,
     /// Lifetime of an issued token (`AMPHO_SECURITY_TOKEN_TTL`, in seconds).
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub token_ttl: Duration,
     /// Longest session from the login; renewals never reach past it.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub max_session: Duration,
     /// OAuth2 password grant endpoint (RFC 6749 §4.3).
     pub token_path: String,
@@ -450,6 +470,7 @@ pub struct IssuerConfig {
     /// Failures are forgotten after this long without a new one; a lock-out
     /// lasts this long after the last failure.
     #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
     pub failure_window: Duration,
     /// Largest accepted request body on the token endpoints.
     pub max_body_bytes: usize,
@@ -604,74 +625,78 @@ impl Config {
                 message,
             }
         };
-        check_listen_addr(&self.listen).map_err(|m| invalid("listen", m))?;
+        // Every error at once: an operator fixing a file should not have to
+        // run the check again for each mistake.
+        let mut errors = Vec::new();
+        if let Err(m) = check_listen_addr(&self.listen) {
+            errors.push(invalid("listen", m));
+        }
         for (key, val) in [
             ("admin_listen", &self.admin_listen),
             ("forward_auth_listen", &self.forward_auth_listen),
         ] {
-            if !val.is_empty() {
-                check_listen_addr(val).map_err(|m| invalid(key, format!("{m} or \"\"")))?;
+            if !val.is_empty()
+                && let Err(m) = check_listen_addr(val)
+            {
+                errors.push(invalid(key, format!("{m} or \"\"")));
             }
         }
         // A `unix:` upstream has no URL to check beyond its path.
         let upstream_url = if crate::unix::socket_path(&self.upstream.url).is_some() {
-            crate::unix::check(&self.upstream.url).map_err(|m| invalid("upstream.url", m))?;
+            if let Err(m) = crate::unix::check(&self.upstream.url) {
+                errors.push(invalid("upstream.url", m));
+            }
             "http://localhost"
         } else {
             self.upstream.url.as_str()
         };
-        let url: http::Uri = upstream_url
-            .parse()
-            .map_err(|e| invalid("upstream.url", format!("{e}")))?;
-        match url.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => {
-                return Err(invalid(
-                    "upstream.url",
-                    "must start with http://, https:// or unix:/".into(),
-                ));
+        match upstream_url.parse::<http::Uri>() {
+            Err(e) => errors.push(invalid("upstream.url", format!("{e}"))),
+            Ok(url) => {
+                if !matches!(url.scheme_str(), Some("http") | Some("https")) {
+                    errors.push(invalid(
+                        "upstream.url",
+                        "must start with http://, https:// or unix:/".into(),
+                    ));
+                } else if url.host().is_none() {
+                    errors.push(invalid("upstream.url", "has no host".into()));
+                } else if url.query().is_some() {
+                    errors.push(invalid("upstream.url", "must not carry a query".into()));
+                }
             }
-        }
-        if url.host().is_none() {
-            return Err(invalid("upstream.url", "has no host".into()));
-        }
-        if url.query().is_some() {
-            return Err(invalid("upstream.url", "must not carry a query".into()));
         }
         // A protocol the URL cannot carry is a mistake in the file, not
         // something to discover on the first request.
         let unix = crate::unix::socket_path(&self.upstream.url).is_some();
-        match (self.upstream.protocol, url.scheme_str()) {
-            (UpstreamProtocol::H2, _) if unix => {
-                return Err(invalid(
-                    "upstream.protocol",
-                    "\"h2\" is HTTP/2 over TLS, which a unix: upstream does not speak; use \"h2c\""
-                        .into(),
-                ));
-            }
-            (UpstreamProtocol::H2, Some("http")) => {
-                return Err(invalid(
-                    "upstream.protocol",
-                    "\"h2\" needs an https:// upstream.url; cleartext HTTP/2 is \"h2c\"".into(),
-                ));
-            }
-            (UpstreamProtocol::H2c, Some("https")) => {
-                return Err(invalid(
-                    "upstream.protocol",
-                    "\"h2c\" is cleartext HTTP/2 and needs an http:// upstream.url; over TLS use \"h2\""
-                        .into(),
-                ));
-            }
+        let scheme = upstream_url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.scheme_str().map(str::to_owned));
+        match (self.upstream.protocol, scheme.as_deref()) {
+            (UpstreamProtocol::H2, _) if unix => errors.push(invalid(
+                "upstream.protocol",
+                "\"h2\" is HTTP/2 over TLS, which a unix: upstream does not speak; use \"h2c\""
+                    .into(),
+            )),
+            (UpstreamProtocol::H2, Some("http")) => errors.push(invalid(
+                "upstream.protocol",
+                "\"h2\" needs an https:// upstream.url; cleartext HTTP/2 is \"h2c\"".into(),
+            )),
+            (UpstreamProtocol::H2c, Some("https")) => errors.push(invalid(
+                "upstream.protocol",
+                "\"h2c\" is cleartext HTTP/2 and needs an http:// upstream.url; over TLS use \"h2\""
+                    .into(),
+            )),
             _ => {}
         }
         if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
-            return Err(invalid(
+            errors.push(invalid(
                 "tls.cert_file",
                 "tls.cert_file and tls.key_file must be set together".into(),
             ));
         }
         if self.limits.max_header_bytes < 8192 {
-            return Err(invalid(
+            errors.push(invalid(
                 "limits.max_header_bytes",
                 "must be at least 8192".into(),
             ));
@@ -682,46 +707,46 @@ impl Config {
             .filter(|b| **b)
             .count();
         if set > 1 {
-            return Err(invalid(
+            errors.push(invalid(
                 "auth.secret",
                 "set exactly one of value, file and jwk".into(),
             ));
         }
         for (i, alg) in s.algorithms.iter().enumerate() {
             if !matches!(alg.as_str(), "HS256" | "HS384" | "HS512") {
-                return Err(invalid(
+                errors.push(invalid(
                     &format!("auth.secret.algorithms[{i}]"),
                     format!("{alg:?} is not one of HS256, HS384, HS512"),
                 ));
             }
         }
         if s.algorithms.is_empty() {
-            return Err(invalid(
+            errors.push(invalid(
                 "auth.secret.algorithms",
                 "must not be empty".into(),
             ));
         }
         if self.auth.username_claims.is_empty() {
-            return Err(invalid("auth.username_claims", "must not be empty".into()));
+            errors.push(invalid("auth.username_claims", "must not be empty".into()));
         }
         for (i, src) in self.auth.token_from.iter().enumerate() {
             let ok = src == "header"
                 || src.strip_prefix("query:").is_some_and(|n| !n.is_empty())
                 || src.strip_prefix("cookie:").is_some_and(|n| !n.is_empty());
             if !ok {
-                return Err(invalid(
+                errors.push(invalid(
                     &format!("auth.token_from[{i}]"),
                     format!("{src:?}: expected \"header\", \"query:NAME\" or \"cookie:NAME\""),
                 ));
             }
         }
         if self.auth.token_from.is_empty() {
-            return Err(invalid("auth.token_from", "must not be empty".into()));
+            errors.push(invalid("auth.token_from", "must not be empty".into()));
         }
         for (i, iss) in self.auth.issuers.iter().enumerate() {
             let key = |k: &str| format!("auth.issuers[{i}].{k}");
             if iss.issuer.is_empty() {
-                return Err(invalid(&key("issuer"), "must be set".into()));
+                errors.push(invalid(&key("issuer"), "must be set".into()));
             }
             let sources_set = [
                 !iss.jwks_file.is_empty(),
@@ -732,13 +757,13 @@ impl Config {
             .filter(|b| **b)
             .count();
             if sources_set > 1 {
-                return Err(invalid(
+                errors.push(invalid(
                     &key("jwks_uri"),
                     "set at most one of jwks_uri, jwks_file and public_key_file".into(),
                 ));
             }
             if iss.algorithms.is_empty() {
-                return Err(invalid(&key("algorithms"), "must not be empty".into()));
+                errors.push(invalid(&key("algorithms"), "must not be empty".into()));
             }
             for alg in &iss.algorithms {
                 if !matches!(
@@ -753,7 +778,7 @@ impl Config {
                         | "ES384"
                         | "EdDSA"
                 ) {
-                    return Err(invalid(
+                    errors.push(invalid(
                         &key("algorithms"),
                         format!("{alg:?} is not an asymmetric algorithm jwtgate supports"),
                     ));
@@ -771,7 +796,7 @@ impl Config {
                     ("jwks_uri", iss.jwks_uri.as_str())
                 };
                 if insecure_remote_http(url) {
-                    return Err(invalid(
+                    errors.push(invalid(
                         &key(which),
                         format!(
                             "{url:?} is plain http on a host that is not loopback: keys fetched \
@@ -785,20 +810,19 @@ impl Config {
                 .iter()
                 .any(|other| other.issuer == iss.issuer)
             {
-                return Err(invalid(&key("issuer"), "listed twice".into()));
+                errors.push(invalid(&key("issuer"), "listed twice".into()));
             }
             if !s.issuer.is_empty() && s.issuer == iss.issuer {
-                return Err(invalid(
+                errors.push(invalid(
                     &key("issuer"),
                     "equals auth.secret.issuer: an issuer is either HMAC or asymmetric".into(),
                 ));
             }
         }
         if !self.status.path.starts_with('/') {
-            return Err(invalid("status.path", "must start with /".into()));
-        }
-        if let Err(e) = crate::uri::normalize_config_path(&self.status.path) {
-            return Err(invalid(
+            errors.push(invalid("status.path", "must start with /".into()));
+        } else if let Err(e) = crate::uri::normalize_config_path(&self.status.path) {
+            errors.push(invalid(
                 "status.path",
                 format!("{e}: no request could ever match it"),
             ));
@@ -806,10 +830,11 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             let key = |k: &str| format!("routes[{i}].{k}");
             if r.prefix.is_empty() == r.path.is_empty() {
-                return Err(invalid(
+                errors.push(invalid(
                     &key("prefix"),
                     "set exactly one of prefix and path".into(),
                 ));
+                continue;
             }
             let p = if r.prefix.is_empty() {
                 &r.path
@@ -822,20 +847,19 @@ impl Config {
                 "prefix"
             };
             if !p.starts_with('/') {
-                return Err(invalid(&key(which), "must start with /".into()));
-            }
-            // Routes are compared in normalised form; one that cannot be
-            // normalised (a `;`, an encoded `/`) could never match a request
-            // and would silently not guard what it names.
-            if let Err(e) = crate::uri::normalize_config_path(p) {
-                return Err(invalid(
+                errors.push(invalid(&key(which), "must start with /".into()));
+            } else if let Err(e) = crate::uri::normalize_config_path(p) {
+                // Routes are compared in normalised form; one that cannot be
+                // normalised (a `;`, an encoded `/`) could never match a
+                // request and would silently not guard what it names.
+                errors.push(invalid(
                     &key(which),
                     format!("{p:?}: {e}; write the path as requests reach the gate"),
                 ));
             }
             for m in &r.methods {
                 if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
-                    return Err(invalid(&key("methods"), format!("{m:?} is not a method")));
+                    errors.push(invalid(&key("methods"), format!("{m:?} is not a method")));
                 }
             }
         }
@@ -848,20 +872,20 @@ impl Config {
         }
         for (key, h) in &headers {
             if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(invalid(key, format!("{h:?} is not a valid header name")));
+                errors.push(invalid(key, format!("{h:?} is not a valid header name")));
             }
         }
         for (i, h) in self.forward.pass_headers.iter().enumerate() {
             let key = format!("forward.pass_headers[{i}]");
             if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                return Err(invalid(&key, format!("{h:?} is not a valid header name")));
+                errors.push(invalid(&key, format!("{h:?} is not a valid header name")));
             }
             let canon = crate::forward::canonical_header(h);
             if headers
                 .iter()
                 .any(|(_, id)| crate::forward::canonical_header(id) == canon)
             {
-                return Err(invalid(
+                errors.push(invalid(
                     &key,
                     format!("{h:?} is an identity header: a client can never supply it"),
                 ));
@@ -869,7 +893,7 @@ impl Config {
         }
         for (i, p) in self.forward.trusted_proxies.iter().enumerate() {
             if crate::forward::parse_proxy(p).is_none() {
-                return Err(invalid(
+                errors.push(invalid(
                     &format!("forward.trusted_proxies[{i}]"),
                     format!("{p:?} is not an address or CIDR range (10.0.0.0/8, ::1)"),
                 ));
@@ -882,7 +906,7 @@ impl Config {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&b))
             {
-                return Err(invalid(
+                errors.push(invalid(
                     &key,
                     format!("{u:?} is not an upgrade protocol token"),
                 ));
@@ -890,7 +914,7 @@ impl Config {
             // An h2c upgrade hands the rest of the connection to HTTP/2
             // streams the gate never sees: a bypass, never a setting.
             if u.eq_ignore_ascii_case("h2c") || u.to_ascii_lowercase().starts_with("h2c/") {
-                return Err(invalid(
+                errors.push(invalid(
                     &key,
                     "h2c cannot be tunnelled: streams after the upgrade would bypass the gate"
                         .into(),
@@ -899,19 +923,19 @@ impl Config {
         }
         if self.issuer.enabled {
             if self.issuer.users_file.is_empty() {
-                return Err(invalid(
+                errors.push(invalid(
                     "issuer.users_file",
                     "must be set when issuer.enabled".into(),
                 ));
             }
             if !self.issuer.token_path.starts_with('/') {
-                return Err(invalid("issuer.token_path", "must start with /".into()));
+                errors.push(invalid("issuer.token_path", "must start with /".into()));
             }
             if !self.issuer.rest_prefix.starts_with('/') {
-                return Err(invalid("issuer.rest_prefix", "must start with /".into()));
+                errors.push(invalid("issuer.rest_prefix", "must start with /".into()));
             }
             if self.issuer.signing_key_file.is_empty() && !s.is_configured() {
-                return Err(invalid(
+                errors.push(invalid(
                     "issuer.signing_key_file",
                     "the issuer needs a signing key: set issuer.signing_key_file or auth.secret"
                         .into(),
@@ -920,7 +944,7 @@ impl Config {
         }
         let issuer_signs = self.issuer.enabled && !self.issuer.signing_key_file.is_empty();
         if !s.is_configured() && self.auth.issuers.is_empty() && !issuer_signs {
-            return Err(ConfigError::Invalid {
+            errors.push(ConfigError::Invalid {
                 key: "auth".into(),
                 origin: sources.file_label(),
                 message: "no key source is configured: set auth.secret (or TOKENS_SECRET / \
@@ -929,7 +953,11 @@ impl Config {
                     .into(),
             });
         }
-        Ok(())
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(ConfigError::Many(errors)),
+        }
     }
 }
 
@@ -1075,7 +1103,7 @@ fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
         msg = "expected a string (the value is not shown: it is a secret)".into();
     }
     // Name the offending key itself for unknown fields.
-    if let figment::error::Kind::UnknownField(field, _) = &err.kind {
+    if let figment::error::Kind::UnknownField(field, expected) = &err.kind {
         // figment's path may or may not end with the unknown field already.
         let full = if key.is_empty() {
             field.clone()
@@ -1085,6 +1113,13 @@ fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
             format!("{key}.{field}")
         };
         msg = format!("unknown key `{full}`");
+        let parent = match err.path.last() {
+            Some(last) if last == field => &err.path[..err.path.len() - 1],
+            _ => &err.path[..],
+        };
+        if let Some(hint) = suggest::suggest(parent, field, expected) {
+            msg.push_str(&format!(" (did you mean `{hint}`?)"));
+        }
         return format!("{msg} in {source}");
     }
     if !key.is_empty() {

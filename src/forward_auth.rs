@@ -8,15 +8,17 @@
 //! it can make it describe any request.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tracing::info;
 
+use crate::forward::ConnInfo;
 use crate::gate::{Denial, decide};
+use crate::metrics::{self, Decision};
+use crate::observe::{self, AccessRecord, Observation, Observed};
+use crate::request_id::{self, X_REQUEST_ID};
 use crate::respond::Rejection;
 use crate::state::{Shared, State};
 
@@ -30,36 +32,61 @@ fn first<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
 
 pub async fn handle(
     shared: Arc<Shared>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let started = Instant::now();
+    conn: ConnInfo,
+    mut req: Request<Incoming>,
+) -> Result<Response<Observed<Full<Bytes>>>, std::convert::Infallible> {
     let state = shared.current();
-    let (resp, decision, reason, user) = match answer(&state, &shared, req.headers()).await {
-        Ok((resp, reason, user)) => (resp, "allow", reason, user),
-        Err((rej, reason, user)) => (
-            rej.into_response(&state.config.auth.realm),
-            "deny",
-            reason,
-            user,
-        ),
-    };
-    shared.metrics.count_request(decision, reason);
-    info!(
-        target: "jwtgate::access",
-        listener = "forward-auth",
-        user = user.as_deref().unwrap_or("-"),
-        decision,
-        reason,
-        status = resp.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-    );
-    Ok(resp)
+    // The ingress's id, or a new one, answered back so that the ingress
+    // can log or forward it.
+    let request_id = request_id::ensure(req.headers_mut());
+    let access = tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO).then(|| {
+        let h = req.headers();
+        Box::new(AccessRecord {
+            client: Some(conn.peer.ip()),
+            host: observe::header_text(
+                first_value(h, &["x-forwarded-host"]).or_else(|| h.get(http::header::HOST)),
+            ),
+            user_agent: observe::header_text(h.get(http::header::USER_AGENT)),
+            request_id: request_id.to_str().unwrap_or_default().to_owned(),
+            trace_id: crate::request_id::trace_id(h).map(str::to_owned),
+            request_bytes: hyper::body::Body::size_hint(req.body()).exact(),
+            ..AccessRecord::default()
+        })
+    });
+    let mut observation = Observation::start(&shared.metrics.forward_auth, access);
+    let (mut resp, decision, reason, user) =
+        match answer(&state, req.headers(), observation.access.as_deref_mut()).await {
+            Ok((resp, reason, user)) => (resp, Decision::Allow, reason, user),
+            Err((rej, reason, user)) => (
+                rej.into_response(&state.config.auth.realm),
+                Decision::Deny,
+                reason,
+                user,
+            ),
+        };
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    let status = resp.status().as_u16();
+    shared
+        .metrics
+        .count_request(metrics::FORWARD_AUTH, decision, reason, status);
+    if let Some(a) = observation.access.as_deref_mut() {
+        a.user = user;
+        a.reason = reason;
+        a.status = status;
+    }
+    Ok(resp.map(|body| observation.respond(decision, body)))
 }
 
+fn first_value<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a http::HeaderValue> {
+    names.iter().find_map(|n| headers.get(*n))
+}
+
+/// The verdict on the described request. `access`: the access-log record,
+/// given the described method, path (never its query) and route.
 async fn answer(
     state: &State,
-    shared: &Shared,
     headers: &HeaderMap,
+    access: Option<&mut AccessRecord>,
 ) -> Result<(Response<Full<Bytes>>, &'static str, Option<String>), Denial> {
     let bad = |d: &str| {
         (
@@ -108,7 +135,12 @@ async fn answer(
         ));
     }
     let route = state.policy.route(&method, &path);
-    let decision = decide(state, shared, &method, headers, &path, uri.query(), route).await?;
+    if let Some(a) = access {
+        a.method = method.clone();
+        a.path = observe::bounded(&path);
+        a.route = route.map(|r| r.pattern().to_owned());
+    }
+    let decision = decide(state, &method, headers, &path, uri.query(), route).await?;
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::OK;
     if let Some(id) = &decision.identity {

@@ -2,19 +2,24 @@
 //! route → token (or an exemption) → verify → authorize → forward.
 //! Any phase may end the request with a `Rejection`, answered by `respond`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Method, Request, Response, StatusCode};
+use http::header::{HOST, USER_AGENT};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Either;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::auth::bearer::{self, ExtractError, TokenSource};
 use crate::auth::{Identity, VerifyError};
 use crate::forward::{self, ConnInfo, GateBody};
+use crate::metrics;
+use crate::observe::{self, AccessRecord, Observation, Observed};
 use crate::policy::{self, Denied};
+use crate::request_id::{self, X_REQUEST_ID};
 use crate::respond::Rejection;
 use crate::state::{Shared, State};
 
@@ -55,27 +60,33 @@ pub(crate) struct Decision {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
-    req: Request<Incoming>,
-) -> Result<Response<GateBody>, std::convert::Infallible> {
+    mut req: Request<Incoming>,
+) -> Result<Response<Observed<GateBody>>, std::convert::Infallible> {
     let state = shared.current();
     // A gRPC client understands only grpc-status: decided once, here, so
     // that every refusal below is said in its language.
     let grpc = crate::grpc::GrpcCall::of(req.headers(), Instant::now());
+    // Before anything can reject the request: every answer carries the id,
+    // and the upstream receives it.
+    let request_id = request_id::ensure(req.headers_mut());
     // What the access log needs, taken only when it is on (it is off in
-    // benchmarks and for many operators): the path as received, without the
-    // query (which may carry tokens), bounded so that a huge path cannot
-    // flood the log.
-    let access = tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO).then(|| {
-        let path: String = req.uri().path().chars().take(256).collect();
-        (Instant::now(), req.method().clone(), path)
-    });
-    let (resp, user, reason, decision) = match run(&state, &shared, conn, req, grpc).await {
-        Ok((resp, allow, user)) => (resp, user, allow.reason(), "allow"),
+    // benchmarks and for many operators).
+    let access = tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO)
+        .then(|| access_record(&state, &req, &conn, &request_id));
+    let mut observation = Observation::start(&shared.metrics.proxy, access);
+    let mut trail = Trail {
+        logging: observation.access.is_some(),
+        ..Trail::default()
+    };
+    let (mut resp, user, reason, decision) = match run(&state, &shared, conn, req, grpc, &mut trail)
+        .await
+    {
+        Ok((resp, allow, user)) => (resp, user, allow.reason(), metrics::Decision::Allow),
         Err((rej, reason, user)) => {
             // The upstream failing after an allow is not a denial.
             let decision = match rej {
-                Rejection::BadGateway(_) | Rejection::GatewayTimeout(_) => "error",
-                _ => "deny",
+                Rejection::BadGateway(_) | Rejection::GatewayTimeout(_) => metrics::Decision::Error,
+                _ => metrics::Decision::Deny,
             };
             let realm = &state.config.auth.realm;
             let resp = match grpc {
@@ -86,20 +97,66 @@ pub async fn handle(
             (resp, user, reason, decision)
         }
     };
-    shared.metrics.count_request(decision, reason);
-    if let Some((started, method, path)) = access {
-        info!(
-            target: "jwtgate::access",
-            method = %method,
-            path = %path,
-            user = user.as_deref().unwrap_or("-"),
-            decision,
-            reason,
-            status = resp.status().as_u16(),
-            latency_us = started.elapsed().as_micros() as u64,
-        );
+    resp.headers_mut().insert(X_REQUEST_ID, request_id);
+    let status = resp.status().as_u16();
+    shared
+        .metrics
+        .count_request(metrics::PROXY, decision, reason, status);
+    if let Some(a) = observation.access.as_deref_mut() {
+        a.user = user;
+        a.reason = reason;
+        a.status = status;
+        a.route = trail.route;
+        a.upstream_status = trail.upstream_status;
+        a.upstream_us = trail.upstream_us;
     }
-    Ok(resp)
+    Ok(resp.map(|body| observation.respond(decision, body)))
+}
+
+/// The client's address as the access log reports it: the TCP peer, or,
+/// behind a trusted proxy, the client named in `X-Forwarded-For`
+/// (`forward.trusted_proxies`), as the rest of the gate sees it.
+fn client_address(state: &State, conn: &ConnInfo, headers: &http::HeaderMap) -> IpAddr {
+    state.headers.client_view(conn.peer.ip(), headers).client
+}
+
+/// The access-log fields known on arrival: never the query, a token or a
+/// cookie; text fields bounded.
+fn access_record(
+    state: &State,
+    req: &Request<Incoming>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+) -> Box<AccessRecord> {
+    let h = req.headers();
+    let host = observe::header_text(h.get(HOST))
+        .or_else(|| req.uri().authority().map(|a| observe::bounded(a.as_str())))
+        // Userinfo is never logged (a client may put credentials there).
+        .map(|host| match host.rfind('@') {
+            Some(i) => host[i + 1..].to_owned(),
+            None => host,
+        });
+    Box::new(AccessRecord {
+        method: req.method().clone(),
+        path: observe::bounded(req.uri().path()),
+        host,
+        user_agent: observe::header_text(h.get(USER_AGENT)),
+        client: Some(client_address(state, conn, h)),
+        request_id: request_id.to_str().unwrap_or_default().to_owned(),
+        trace_id: request_id::trace_id(h).map(str::to_owned),
+        request_bytes: req.body().size_hint().exact(),
+        ..AccessRecord::default()
+    })
+}
+
+/// What the phases learn on the way that the access log reports.
+#[derive(Default)]
+pub(crate) struct Trail {
+    /// Fill in what only the log reads (it allocates).
+    pub(crate) logging: bool,
+    pub(crate) route: Option<String>,
+    pub(crate) upstream_status: Option<u16>,
+    pub(crate) upstream_us: Option<u64>,
 }
 
 pub(crate) type Denial = (Rejection, &'static str, Option<String>);
@@ -110,6 +167,7 @@ async fn run(
     conn: ConnInfo,
     mut req: Request<Incoming>,
     grpc: Option<crate::grpc::GrpcCall>,
+    trail: &mut Trail,
 ) -> Result<(Response<GateBody>, Allow, Option<String>), Denial> {
     // Phase 0: a request with one meaning. CONNECT would make the gate a
     // tunnel to wherever the client names; two hosts are two meanings.
@@ -160,18 +218,12 @@ async fn run(
 
     // Phase 1: route.
     let route = state.policy.route(req.method(), &path);
+    if trail.logging {
+        trail.route = route.map(|r| r.pattern().to_owned());
+    }
 
     // Phases 2-4: token, or an exemption; verify; authorise.
-    let decision = decide(
-        state,
-        shared,
-        req.method(),
-        req.headers(),
-        &path,
-        query,
-        route,
-    )
-    .await?;
+    let decision = decide(state, req.method(), req.headers(), &path, query, route).await?;
     let user = decision.identity.as_ref().map(|i| i.user.clone());
 
     // Phase 5: the request the upstream receives.
@@ -200,7 +252,18 @@ async fn run(
         grpc: grpc.is_some(),
         deadline: grpc.and_then(|g| g.deadline),
     };
-    let mut resp = state.upstream.send(req, send).await.map_err(|r| {
+    let sent = Instant::now();
+    let upstream = state.upstream.send(req, send).await;
+    let waited = sent.elapsed();
+    shared
+        .metrics
+        .upstream_seconds
+        .observe(waited.as_secs_f64());
+    trail.upstream_us = Some(waited.as_micros() as u64);
+    if let Ok(resp) = &upstream {
+        trail.upstream_status = Some(resp.status().as_u16());
+    }
+    let mut resp = upstream.map_err(|r| {
         let reason = if r.status() == StatusCode::GATEWAY_TIMEOUT {
             "upstream_timeout"
         } else {
@@ -243,7 +306,6 @@ async fn run(
 /// request described in headers.
 pub(crate) async fn decide(
     state: &State,
-    shared: &Shared,
     method: &Method,
     headers: &http::HeaderMap,
     path: &str,
@@ -303,13 +365,9 @@ pub(crate) async fn decide(
         return Err((Rejection::NoToken, "no_token", None));
     };
 
-    // Phase 3: verify.
-    let started = Instant::now();
+    // Phase 3: verify (observed in the verify histogram by the verifier,
+    // which alone knows a cache hit from a signature check).
     let verified = state.verifier.verify(&found.token).await;
-    shared
-        .metrics
-        .verify_seconds
-        .observe(started.elapsed().as_secs_f64());
     let identity = verified.map_err(|e| (rejection_for(&e), e.reason(), None))?;
 
     // Phase 4: authorise.

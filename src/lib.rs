@@ -19,8 +19,11 @@ pub mod issuer;
 pub mod keygen;
 pub mod listener;
 pub mod metrics;
+pub mod observe;
 pub mod policy;
+pub mod process_metrics;
 pub mod reload;
+pub mod request_id;
 pub mod respond;
 pub mod server;
 pub mod state;
@@ -146,7 +149,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let issuer_runtime = Arc::new(issuer::Runtime::default());
     let state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
     state.verifier.issuers().spawn_refreshers();
-    let shared = Arc::new(Shared::new(state, metrics, issuer_runtime));
+    let shared = Arc::new(Shared::new(state, metrics.clone(), issuer_runtime));
     let (tx, rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let options = |name, tls| ServeOptions {
@@ -154,6 +157,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tls,
         limits: limits.clone(),
         drain_timeout: drain,
+        connections_open: metrics.connections(name),
     };
 
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -161,7 +165,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let s = shared.clone();
     tasks.push(tokio::spawn(server::serve(
         proxy_listener,
-        options("proxy", tls.clone()),
+        options(metrics::PROXY, tls.clone()),
         move |conn, req| gate::handle(s.clone(), conn, req),
         rx.clone(),
     )));
@@ -170,9 +174,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         spawn_listener(
             &mut tasks,
             l,
-            options("forward-auth", None),
+            options(metrics::FORWARD_AUTH, None),
             rx.clone(),
-            move |_, req| forward_auth::handle(s.clone(), req),
+            move |conn, req| forward_auth::handle(s.clone(), conn, req),
         )
     });
     let admin_addr = admin_listener.map(|l| {
@@ -180,9 +184,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         spawn_listener(
             &mut tasks,
             l,
-            options("admin", None),
+            options(metrics::ADMIN, None),
             rx.clone(),
-            move |conn, req| admin::handle(s.clone(), conn, req),
+            move |conn, mut req: http::Request<hyper::body::Incoming>| {
+                // Every response carries an id, the admin listener's too.
+                let id = request_id::ensure(req.headers_mut());
+                let answer = admin::handle(s.clone(), conn, req);
+                async move {
+                    let mut resp = answer.await?;
+                    resp.headers_mut().insert(request_id::X_REQUEST_ID, id);
+                    Ok(resp)
+                }
+            },
         )
     });
     Ok(Running {

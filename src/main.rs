@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 // The proxy allocates small, short-lived buffers per request; mimalloc
@@ -24,7 +25,9 @@ fn init_tracing(format: LogFormat) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
+        // Flattened: an event's fields are top-level keys, as log pipelines
+        // (Loki, Elasticsearch, Cloud Logging) index them.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -34,23 +37,40 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     jwtgate::tls::install_crypto_provider();
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
+    // check-config's verdict on a bad configuration is exit 1 (SPEC); for
+    // every other command a configuration that cannot be used is 78.
+    let config_code = match command {
+        Command::CheckConfig => 1,
+        _ => cli::EXIT_CONFIG,
+    };
     let result = match command {
-        Command::Serve(args) => serve_main(args),
-        other => build_runtime(0).and_then(|rt| rt.block_on(run(other))),
+        Command::Serve(args) => serve_main(args, cli.config),
+        other => build_runtime(0).and_then(|rt| rt.block_on(run(other, cli.config))),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("jwtgate: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if is_config_error(&e) { config_code } else { 1 })
         }
     }
 }
 
+/// Did the command fail on its configuration (as opposed to at run time)?
+fn is_config_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.is::<jwtgate::config::ConfigError>()
+            || matches!(
+                c.downcast_ref::<jwtgate::StartError>(),
+                Some(jwtgate::StartError::Config(_))
+            )
+    })
+}
+
 /// `serve` reads its configuration before the runtime exists, because
 /// `worker_threads` decides which runtime to build.
-fn serve_main(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let sources = args.sources();
+fn serve_main(args: ServeArgs, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let sources = args.sources(config);
     let config = jwtgate::config::Config::load(&sources)?;
     build_runtime(config.worker_threads)?.block_on(serve(sources, config))
 }
@@ -77,10 +97,10 @@ fn build_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))
 }
 
-async fn run(command: Command) -> anyhow::Result<ExitCode> {
+async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            let sources = args.sources();
+            let sources = args.sources(config);
             let config = jwtgate::config::Config::load(&sources)?;
             serve(sources, config).await
         }
@@ -98,7 +118,6 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             user,
             minutes,
             claims,
-            config,
         } => {
             let cfg = cli::load_config(config)?;
             println!("{}", cli::create_token(&cfg, &user, minutes, &claims)?);
@@ -112,16 +131,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", cli::hash_password()?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { config } => {
+        Command::CheckConfig => {
             print!("{}", cli::check_config(config)?);
             eprintln!("configuration is valid");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Healthcheck {
-            url,
-            config,
-            timeout,
-        } => {
+        Command::ConfigSchema => {
+            print!("{}", jwtgate::config::schema::json());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "jwtgate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url, timeout } => {
             // Only an explicit --config is read: the probe must not fail on
             // an environment it does not need.
             let cfg = config.map(|c| cli::load_config(Some(c))).transpose()?;
@@ -141,16 +170,36 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::VerifyToken { config, token } => match cli::verify_token(config, &token).await? {
-            Ok(msg) => {
-                println!("{msg}");
-                Ok(ExitCode::SUCCESS)
+        Command::VerifyToken {
+            token,
+            path,
+            method,
+        } => {
+            let token = cli::token_arg(token)?;
+            // Nothing to verify and no request to evaluate: bad usage.
+            if token.is_empty() && path.is_none() {
+                eprintln!("jwtgate: no token: give TOKEN, `-`, or the token on stdin");
+                return Ok(ExitCode::from(2));
             }
-            Err(reason) => {
-                println!("rejected: {reason}");
-                Ok(ExitCode::from(1))
-            }
-        },
+            let probe = path.as_deref().map(|path| cli::Probe {
+                path,
+                method: &method,
+            });
+            report_verdict(cli::verify_token(config, &token, probe).await?)
+        }
+    }
+}
+
+fn report_verdict(verdict: Result<String, String>) -> anyhow::Result<ExitCode> {
+    match verdict {
+        Ok(msg) => {
+            println!("{msg}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            println!("rejected: {reason}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

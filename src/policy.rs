@@ -16,6 +16,7 @@ pub use crate::uri::{PathError, normalize_path};
 /// A route, compiled from configuration.
 #[derive(Debug)]
 pub struct Route {
+    index: usize,
     matcher: PathMatch,
     methods: Vec<Method>,
     pub auth: RouteAuth,
@@ -34,7 +35,7 @@ enum PathMatch {
 impl Route {
     /// `case_insensitive`: the matcher is kept lower-cased, and so is the
     /// path it is compared with (`Policy::route`).
-    fn from_config(c: &RouteConfig, case_insensitive: bool) -> Route {
+    fn from_config(index: usize, c: &RouteConfig, case_insensitive: bool) -> Route {
         // Compared in the form requests are: normalised like a request path
         // (validation has refused one that cannot be), so that a route
         // written `/Admin/../x` or `/café` means what a request for it sends.
@@ -47,6 +48,7 @@ impl Route {
             }
         };
         Route {
+            index,
             matcher: if c.path.is_empty() {
                 PathMatch::Prefix(form(&c.prefix))
             } else {
@@ -67,6 +69,19 @@ impl Route {
             require_scopes: c.require_scopes.clone(),
             allow_cors_preflight: c.allow_cors_preflight,
         }
+    }
+
+    /// The path or prefix the route matches, in normal form (`http.route`
+    /// in the access log, and what `verify-token --path` reports).
+    pub fn pattern(&self) -> &str {
+        match &self.matcher {
+            PathMatch::Exact(p) | PathMatch::Prefix(p) => p,
+        }
+    }
+
+    /// Where the route is in `[[routes]]`, for messages.
+    pub fn index(&self) -> usize {
+        self.index
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
@@ -120,7 +135,8 @@ impl Policy {
             routes: c
                 .routes
                 .iter()
-                .map(|r| Route::from_config(r, c.paths.case_insensitive))
+                .enumerate()
+                .map(|(i, r)| Route::from_config(i, r, c.paths.case_insensitive))
                 .collect(),
             allowed_users: c.auth.allowed_users.clone(),
             status_path: crate::uri::normalize_config_path(&c.status.path)
@@ -263,6 +279,7 @@ mod tests {
     #[test]
     fn prefix_on_segment_boundary() {
         let r = Route::from_config(
+            0,
             &RouteConfig {
                 prefix: "/api".into(),
                 ..Default::default()

@@ -6,10 +6,10 @@
 use tracing::{error, info};
 
 use crate::config::{Config, Sources};
-use crate::metrics::RequestLabels;
+use crate::metrics::ReloadLabels;
 use crate::{Running, StartError};
 
-/// What asked for the reload; the `reason` label of `jwtgate_config_reloads`.
+/// What asked for the reload; the `trigger` label of `jwtgate_config_reloads`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Trigger {
     Signal,
@@ -39,7 +39,7 @@ pub fn reload(running: &Running, sources: &Sources, trigger: Trigger) -> bool {
         .map_err(StartError::from)
         .and_then(|c| running.reload(c));
     let prefix = trigger.log_prefix();
-    let decision = match &result {
+    let outcome = match &result {
         Ok(()) => {
             info!(
                 trigger = trigger.label(),
@@ -57,9 +57,9 @@ pub fn reload(running: &Running, sources: &Sources, trigger: Trigger) -> bool {
     };
     let m = &running.shared.metrics;
     m.reloads
-        .get_or_create(&RequestLabels {
-            decision,
-            reason: trigger.label(),
+        .get_or_create(&ReloadLabels {
+            trigger: trigger.label(),
+            outcome,
         })
         .inc();
     m.last_reload_success.set(i64::from(result.is_ok()));

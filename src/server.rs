@@ -30,6 +30,8 @@ pub struct ServeOptions {
     pub tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
     pub limits: LimitsConfig,
     pub drain_timeout: Duration,
+    /// `jwtgate_connections_open` of this listener.
+    pub connections_open: prometheus_client::metrics::gauge::Gauge,
 }
 
 fn builder(limits: &LimitsConfig) -> Builder<TokioExecutor> {
@@ -63,6 +65,23 @@ const MAX_PENDING_RESETS: usize = 20;
 /// Streams the gate may reset for a client's protocol errors before it
 /// closes the connection.
 const MAX_LOCAL_ERROR_RESETS: usize = 256;
+
+/// Counts a connection in `jwtgate_connections_open` from its accept until
+/// its task ends, however it ends.
+struct ConnectionGauge(prometheus_client::metrics::gauge::Gauge);
+
+impl ConnectionGauge {
+    fn new(g: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        ConnectionGauge(g.clone())
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 /// Per-connection request accounting, read by the connection's watchdog.
 #[derive(Default)]
@@ -180,6 +199,7 @@ pub async fn serve<H, F, B>(
         });
         let builder = builder.clone();
         let shutdown = shutdown.clone();
+        let open = ConnectionGauge::new(&opts.connections_open);
         let tls = opts
             .tls
             .as_ref()
@@ -209,6 +229,7 @@ pub async fn serve<H, F, B>(
                 }
             }
             drop(permit);
+            drop(open);
         });
     }
     drop(listener);

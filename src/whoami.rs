@@ -60,6 +60,8 @@ pub async fn spawn(addr: SocketAddr) -> std::io::Result<(SocketAddr, tokio::task
                 tls: None,
                 limits: crate::config::LimitsConfig::default(),
                 drain_timeout: std::time::Duration::from_secs(1),
+                // Not the gate's: counted nowhere.
+                connections_open: Default::default(),
             },
             |_conn, req| handle(req),
             rx,

@@ -137,7 +137,7 @@ async fn a_kubelet_symlink_swap_of_a_named_file_or_the_config_reloads_and_a_bad_
         metric_sum_with(
             &m,
             "jwtgate_config_reloads_total",
-            &["reason=\"watch\"", "decision=\"ok\""]
+            &["trigger=\"watch\"", "outcome=\"ok\""]
         ),
         1.0,
         "{m}"
@@ -167,7 +167,7 @@ async fn a_kubelet_symlink_swap_of_a_named_file_or_the_config_reloads_and_a_bad_
         metric_sum_with(
             &m,
             "jwtgate_config_reloads_total",
-            &["reason=\"watch\"", "decision=\"error\""]
+            &["trigger=\"watch\"", "outcome=\"error\""]
         ),
         1.0,
         "{m}"
@@ -224,7 +224,7 @@ async fn an_edited_config_file_reloads_unless_reload_watch_is_false() {
     until_accepted(&gate, SECRET_B, "the config after SIGHUP").await;
     let m = metrics(&gate).await;
     assert_eq!(
-        metric_sum_with(&m, "jwtgate_config_reloads_total", &["reason=\"watch\""]),
+        metric_sum_with(&m, "jwtgate_config_reloads_total", &["trigger=\"watch\""]),
         0.0,
         "{m}"
     );
@@ -232,7 +232,7 @@ async fn an_edited_config_file_reloads_unless_reload_watch_is_false() {
         metric_sum_with(
             &m,
             "jwtgate_config_reloads_total",
-            &["reason=\"sighup\"", "decision=\"ok\""]
+            &["trigger=\"sighup\"", "outcome=\"ok\""]
         ),
         1.0,
         "{m}"

@@ -240,7 +240,7 @@ impl Verifier {
     /// Verifies `token` fully, or answers from the cache of tokens verified before.
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
         let Some(cache) = &self.cache else {
-            return Ok(Arc::new(self.verify_uncached(token).await?));
+            return Ok(Arc::new(self.verify_timed(token).await?));
         };
         // Read before any key is looked at: if the keys change while this
         // verification runs, its result is not cached.
@@ -250,9 +250,21 @@ impl Verifier {
             return Ok(id);
         }
         self.metrics.cache_misses.inc();
-        let id = Arc::new(self.verify_uncached(token).await?);
+        let id = Arc::new(self.verify_timed(token).await?);
         cache.insert(token, id.clone(), generation, self.cache_owner);
         Ok(id)
+    }
+
+    /// A real verification, observed in `jwtgate_verify_duration_seconds`;
+    /// cache hits are counted apart, so that they do not hide what a
+    /// signature check costs.
+    async fn verify_timed(&self, token: &str) -> Result<Identity, VerifyError> {
+        let started = std::time::Instant::now();
+        let result = self.verify_uncached(token).await;
+        self.metrics
+            .verify_seconds
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<Identity, VerifyError> {
