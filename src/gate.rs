@@ -20,8 +20,9 @@ use crate::respond::Rejection;
 use crate::state::{Shared, State};
 
 /// Why a request was let through (for metrics and the access log).
-#[derive(Clone, Copy)]
-pub(crate) enum Allow {
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allow {
     Token,
     Status,
     Public,
@@ -30,7 +31,7 @@ pub(crate) enum Allow {
 }
 
 impl Allow {
-    pub(crate) fn reason(self) -> &'static str {
+    pub fn reason(self) -> &'static str {
         match self {
             Allow::Token => "token",
             Allow::Status => "status_token",
@@ -42,13 +43,14 @@ impl Allow {
 }
 
 /// The outcome of the decision phases.
-pub(crate) struct Decision {
-    pub(crate) allow: Allow,
-    pub(crate) identity: Option<Arc<Identity>>,
+#[doc(hidden)]
+pub struct Decision {
+    pub allow: Allow,
+    pub identity: Option<Arc<Identity>>,
     /// The query to forward (the status token or a query-borne JWT removed).
-    query: Option<String>,
+    pub query: Option<String>,
     /// A cookie to remove before forwarding.
-    strip_cookie: Option<String>,
+    pub strip_cookie: Option<String>,
 }
 
 /// Serves one proxied request.
@@ -96,7 +98,8 @@ pub async fn handle(
     Ok(resp)
 }
 
-pub(crate) type Denial = (Rejection, &'static str, Option<String>);
+#[doc(hidden)]
+pub type Denial = (Rejection, &'static str, Option<String>);
 
 async fn run(
     state: &State,
@@ -226,7 +229,8 @@ async fn run(
 /// Phases 2–4: an exemption, or a verified and authorised token. Shared
 /// with the forward-auth listener, which asks the same question about a
 /// request described in headers.
-pub(crate) async fn decide(
+#[doc(hidden)]
+pub async fn decide(
     state: &State,
     shared: &Shared,
     method: &Method,

@@ -473,18 +473,7 @@ impl IssuerKeys {
                     self.name.trim_end_matches('/')
                 );
                 let (body, _) = get_capped(client, &url).await?;
-                let doc: Value = serde_json::from_slice(&body)
-                    .map_err(|_| "discovery document is not JSON".to_string())?;
-                // OIDC Discovery §4.3: the document's issuer must be exactly ours.
-                if doc.get("issuer").and_then(Value::as_str) != Some(self.name.as_str()) {
-                    return Err("discovery document names another issuer".into());
-                }
-                let uri = doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or("discovery document has no jwks_uri")?;
-                check_url(uri)?;
-                uri.to_string()
+                parse_discovery(&body, &self.name)?
             }
             Source::Local => return Err("no remote key source".into()),
         };
@@ -655,6 +644,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Reads the `jwks_uri` of the OIDC discovery document of `issuer`.
+#[doc(hidden)]
+pub fn parse_discovery(body: &[u8], issuer: &str) -> Result<String, String> {
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
+    // OIDC Discovery §4.3: the document's issuer must be exactly ours.
+    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+        return Err("discovery document names another issuer".into());
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("discovery document has no jwks_uri")?;
+    check_url(uri)?;
+    Ok(uri.to_string())
+}
+
 /// Parses a JWKS, key by key: a key of an unknown type, an encryption key,
 /// a symmetric key or a broken key is skipped, not fatal for the set.
 pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<KeyEntry>, String> {
@@ -739,7 +745,8 @@ fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// One PEM public key (RSA, EC P-256/P-384 or Ed25519).
-fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
+#[doc(hidden)]
+pub fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
     let entry = |kind, key: DecodingKey| -> Result<KeyEntry, String> {
         let key = VerifyKey::public(&key, ASYMMETRIC).ok_or("unusable public key")?;
         Ok(KeyEntry {
