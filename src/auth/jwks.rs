@@ -39,6 +39,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const MIN_KEY_TTL: Duration = Duration::from_secs(5);
 /// Unknown kids remembered per issuer.
 const UNKNOWN_KIDS_REMEMBERED: u64 = 10_000;
+/// Longest time an unknown kid is remembered, whatever `refetch_interval` says.
+const MAX_UNKNOWN_KID_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The kind of key a verification needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,7 +227,12 @@ impl IssuerKeys {
             last_unknown_kid_fetch: Mutex::new(None),
             unknown_kids: moka::sync::Cache::builder()
                 .max_capacity(UNKNOWN_KIDS_REMEMBERED)
-                .time_to_live(config.refetch_interval.max(Duration::from_secs(1)))
+                // moka panics on a time to live over 1000 years.
+                .time_to_live(
+                    config
+                        .refetch_interval
+                        .clamp(Duration::from_secs(1), MAX_UNKNOWN_KID_TTL),
+                )
                 .build(),
             failures: Default::default(),
             refresher_started: Default::default(),
@@ -493,9 +500,9 @@ impl IssuerKeys {
                     _ if failures > 0 => backoff(failures),
                     None => Duration::ZERO,
                     Some(set) => {
-                        // Refresh at 80% of the lifetime.
-                        let due = set.fetched + set.ttl.mul_f64(0.8);
-                        due.saturating_duration_since(Instant::now())
+                        // Refresh at 80% of the lifetime (`fetched + ttl`
+                        // would overflow for a huge `cache_ttl`).
+                        set.ttl.mul_f64(0.8).saturating_sub(set.fetched.elapsed())
                     }
                 }
             };
