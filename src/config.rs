@@ -685,6 +685,34 @@ impl Config {
             if !p.starts_with('/') {
                 return Err(invalid(&key("prefix"), "must start with /".into()));
             }
+            // Requests are routed on their normalised path: a route spelt
+            // otherwise would never match, and its restrictions never apply.
+            match crate::policy::normalize_path(p) {
+                Ok(n) if n == p.as_str() => {}
+                Ok(n) => {
+                    return Err(invalid(
+                        &key(if r.prefix.is_empty() {
+                            "path"
+                        } else {
+                            "prefix"
+                        }),
+                        format!(
+                            "{p:?} is not in normal form (requests are matched as {n:?}): \
+                             it would never match"
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(invalid(
+                        &key(if r.prefix.is_empty() {
+                            "path"
+                        } else {
+                            "prefix"
+                        }),
+                        format!("{p:?}: {e}: it would never match"),
+                    ));
+                }
+            }
             for m in &r.methods {
                 if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
                     return Err(invalid(&key("methods"), format!("{m:?} is not a method")));

@@ -95,3 +95,35 @@ fn header_with_invalid_utf8_is_refused() {
         .collect();
     assert_eq!(verify(&state, &signed_token(&fixed)).unwrap(), "b");
 }
+
+/// A route spelt otherwise than its normal form (`/admin/../admin`, `//`,
+/// a lower-case escape) was accepted but never matched, since requests are
+/// routed on their normalised path: its `allowed_users` silently did not
+/// apply. Found by the config target's invariant.
+#[test]
+fn route_not_in_normal_form_is_refused() {
+    let err = config("config-route-not-normal.toml")
+        .expect_err("must be refused")
+        .to_string();
+    assert!(
+        err.contains("routes[0].path") && err.contains("never match"),
+        "{err}"
+    );
+    for (route, ok) in [
+        ("path = \"/admin\"", true),
+        ("prefix = \"/static/\"", true),
+        ("path = \"/caf%C3%A9\"", true),
+        ("path = \"/caf%c3%a9\"", false),
+        ("prefix = \"/a//b\"", false),
+        ("prefix = \"/a/./b\"", false),
+        ("path = \"/st%61tus\"", false),
+        ("path = \"/a%2Fb\"", false),
+    ] {
+        let text = format!("[auth.secret]\nvalue = \"s\"\n[[routes]]\n{route}\n");
+        assert_eq!(
+            Config::from_str_format(&text, "toml").is_ok(),
+            ok,
+            "{route}"
+        );
+    }
+}
