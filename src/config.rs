@@ -597,6 +597,23 @@ impl Config {
     /// Loads and validates the configuration.
     pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
         let fig = Self::figment(sources)?;
+        Self::extract_validated(fig, sources)
+    }
+
+    /// Loads and validates a configuration given as text in `format`
+    /// (`toml`, `yaml` or `yml`) over the defaults, without the environment.
+    #[doc(hidden)]
+    pub fn from_str_format(text: &str, format: &str) -> Result<Config, ConfigError> {
+        let fig = Figment::from(Serialized::defaults(Config::default()));
+        let fig = match format {
+            "toml" => fig.merge(Toml::string(text)),
+            "yaml" | "yml" => fig.merge(Yaml::string(text)),
+            _ => return Err(ConfigError::UnknownFormat(PathBuf::from(format))),
+        };
+        Self::extract_validated(fig, &Sources::default())
+    }
+
+    fn extract_validated(fig: Figment, sources: &Sources) -> Result<Config, ConfigError> {
         let config: Config = fig.extract().map_err(|e| {
             // figment's message names the key path and the source of the value.
             let mut msgs = Vec::new();

@@ -24,8 +24,9 @@ use crate::respond::Rejection;
 use crate::state::{Shared, State};
 
 /// Why a request was let through (for metrics and the access log).
-#[derive(Clone, Copy)]
-pub(crate) enum Allow {
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Allow {
     Token,
     Status,
     Public,
@@ -34,7 +35,7 @@ pub(crate) enum Allow {
 }
 
 impl Allow {
-    pub(crate) fn reason(self) -> &'static str {
+    pub fn reason(self) -> &'static str {
         match self {
             Allow::Token => "token",
             Allow::Status => "status_token",
@@ -46,14 +47,15 @@ impl Allow {
 }
 
 /// The outcome of the decision phases.
-pub(crate) struct Decision {
-    pub(crate) allow: Allow,
-    pub(crate) identity: Option<Arc<Identity>>,
+#[doc(hidden)]
+pub struct Decision {
+    pub allow: Allow,
+    pub identity: Option<Arc<Identity>>,
     /// The query to forward: every parameter that may carry a token (and
     /// the status token) removed.
-    query: Option<String>,
+    pub query: Option<String>,
     /// Where the verified token was read (`None` for an exemption).
-    token_source: Option<TokenSource>,
+    pub token_source: Option<TokenSource>,
 }
 
 /// Serves one proxied request.
@@ -159,7 +161,8 @@ pub(crate) struct Trail {
     pub(crate) upstream_us: Option<u64>,
 }
 
-pub(crate) type Denial = (Rejection, &'static str, Option<String>);
+#[doc(hidden)]
+pub type Denial = (Rejection, &'static str, Option<String>);
 
 async fn run(
     state: &State,
@@ -304,7 +307,8 @@ async fn run(
 /// Phases 2–4: an exemption, or a verified and authorised token. Shared
 /// with the forward-auth listener, which asks the same question about a
 /// request described in headers.
-pub(crate) async fn decide(
+#[doc(hidden)]
+pub async fn decide(
     state: &State,
     method: &Method,
     headers: &http::HeaderMap,

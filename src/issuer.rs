@@ -29,6 +29,9 @@ use users::UserStore;
 
 pub use signer::SignError;
 
+#[doc(hidden)]
+pub use endpoints::parse_form;
+
 /// The claim that carries the time of the original login: renewals keep it,
 /// and no renewal reaches past `auth_time + issuer.max_session`. The name is
 /// OpenID Connect's, for the same meaning.

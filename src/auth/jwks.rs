@@ -39,6 +39,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const MIN_KEY_TTL: Duration = Duration::from_secs(5);
 /// Unknown kids remembered per issuer.
 const UNKNOWN_KIDS_REMEMBERED: u64 = 10_000;
+/// Longest time an unknown kid is remembered, whatever `refetch_interval` says.
+const MAX_UNKNOWN_KID_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The kind of key a verification needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,7 +231,12 @@ impl IssuerKeys {
             last_forced_fetch: Mutex::new(None),
             unknown_kids: moka::sync::Cache::builder()
                 .max_capacity(UNKNOWN_KIDS_REMEMBERED)
-                .time_to_live(config.refetch_interval.max(Duration::from_secs(1)))
+                // moka panics on a time to live over 1000 years.
+                .time_to_live(
+                    config
+                        .refetch_interval
+                        .clamp(Duration::from_secs(1), MAX_UNKNOWN_KID_TTL),
+                )
                 .build(),
             failures: Default::default(),
             refresher_started: Default::default(),
@@ -502,18 +509,7 @@ impl IssuerKeys {
                     self.name.trim_end_matches('/')
                 );
                 let (body, _) = get_capped(client, &url).await?;
-                let doc: Value = serde_json::from_slice(&body)
-                    .map_err(|_| "discovery document is not JSON".to_string())?;
-                // OIDC Discovery §4.3: the document's issuer must be exactly ours.
-                if doc.get("issuer").and_then(Value::as_str) != Some(self.name.as_str()) {
-                    return Err("discovery document names another issuer".into());
-                }
-                let uri = doc
-                    .get("jwks_uri")
-                    .and_then(Value::as_str)
-                    .ok_or("discovery document has no jwks_uri")?;
-                check_url(uri)?;
-                uri.to_string()
+                parse_discovery(&body, &self.name)?
             }
             Source::Local => return Err("no remote key source".into()),
         };
@@ -533,9 +529,9 @@ impl IssuerKeys {
                     _ if failures > 0 => backoff(failures),
                     None => Duration::ZERO,
                     Some(set) => {
-                        // Refresh at 80% of the lifetime.
-                        let due = set.fetched + set.ttl.mul_f64(0.8);
-                        due.saturating_duration_since(Instant::now())
+                        // Refresh at 80% of the lifetime (`fetched + ttl`
+                        // would overflow for a huge `cache_ttl`).
+                        set.ttl.mul_f64(0.8).saturating_sub(set.fetched.elapsed())
                     }
                 }
             };
@@ -687,6 +683,23 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// Reads the `jwks_uri` of the OIDC discovery document of `issuer`.
+#[doc(hidden)]
+pub fn parse_discovery(body: &[u8], issuer: &str) -> Result<String, String> {
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
+    // OIDC Discovery §4.3: the document's issuer must be exactly ours.
+    if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+        return Err("discovery document names another issuer".into());
+    }
+    let uri = doc
+        .get("jwks_uri")
+        .and_then(Value::as_str)
+        .ok_or("discovery document has no jwks_uri")?;
+    check_url(uri)?;
+    Ok(uri.to_string())
+}
+
 /// Parses a JWKS, key by key: a key of an unknown type, an encryption key,
 /// a symmetric key or a broken key is skipped, not fatal for the set.
 pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<KeyEntry>, String> {
@@ -771,7 +784,8 @@ fn key_algorithm(ka: KeyAlgorithm) -> Option<Algorithm> {
 }
 
 /// One PEM public key (RSA, EC P-256/P-384 or Ed25519).
-fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
+#[doc(hidden)]
+pub fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
     let entry = |kind, key: DecodingKey| -> Result<KeyEntry, String> {
         let key = VerifyKey::public(&key, ASYMMETRIC).ok_or("unusable public key")?;
         Ok(KeyEntry {

@@ -146,7 +146,11 @@ fn parse_header(segment: &str) -> Result<Header, VerifyError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| VerifyError::Malformed("header is not base64url"))?;
-    let raw: RawHeader<'_> = serde_json::from_slice(&bytes)
+    // serde_json does not check the UTF-8 of strings it skips (unknown
+    // fields): check the whole header, as RFC 7515 §5.2 asks.
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| VerifyError::Malformed("header is not UTF-8"))?;
+    let raw: RawHeader<'_> = serde_json::from_str(text)
         .map_err(|_| VerifyError::Malformed("header is not a JSON object"))?;
     if raw.crit {
         return Err(VerifyError::Crit);

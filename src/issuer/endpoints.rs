@@ -169,6 +169,12 @@ fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
     Ok(fields)
 }
 
+/// `form_fields` for the fuzzer: the fields, or the refusal's text.
+#[doc(hidden)]
+pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, String> {
+    form_fields(body).map_err(|f| f.text)
+}
+
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
