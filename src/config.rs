@@ -93,6 +93,7 @@ pub struct Config {
     pub issuer: IssuerConfig,
     pub admin: AdminConfig,
     pub reload: ReloadConfig,
+    pub store: crate::store::StoreConfig,
 }
 
 impl Default for Config {
@@ -114,6 +115,7 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             issuer: IssuerConfig::default(),
             reload: ReloadConfig::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 }
@@ -568,6 +570,7 @@ impl Config {
             }
         };
         check_listen_addr(&self.listen).map_err(|m| invalid("listen", m))?;
+        crate::store::validate(&self.store).map_err(|(k, m)| invalid(k, m))?;
         for (key, val) in [
             ("admin_listen", &self.admin_listen),
             ("forward_auth_listen", &self.forward_auth_listen),

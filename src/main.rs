@@ -141,6 +141,36 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Revoke {
+            jti,
+            user,
+            issuer,
+            before,
+            expires,
+            admin,
+        } => {
+            let req = jwtgate::revoke_cli::RevokeRequest {
+                jti,
+                user,
+                issuer,
+                before,
+                expires,
+            };
+            print!("{}", jwtgate::revoke_cli::revoke(&admin, req).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revocations { command } => {
+            let out = match command {
+                cli::RevocationsCommand::List { json, admin } => {
+                    jwtgate::revoke_cli::list(&admin, json).await?
+                }
+                cli::RevocationsCommand::Remove { id, admin } => {
+                    jwtgate::revoke_cli::remove(&admin, &id).await?
+                }
+            };
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::VerifyToken { config, token } => match cli::verify_token(config, &token).await? {
             Ok(msg) => {
                 println!("{msg}");

@@ -48,6 +48,8 @@ pub struct Metrics {
     /// 1 when the last reload (signal or watch) was accepted, 0 when refused.
     pub last_reload_success: Gauge,
     pub last_reload_timestamp: Gauge<f64, AtomicU64>,
+    /// 1 while the shared store answers (always 1 for the embedded store).
+    pub store_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -134,7 +136,14 @@ impl Metrics {
             "Unix time of the last configuration reload attempt",
             last_reload_timestamp.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "jwtgate_store_up",
+            "1 while the revocation store (Redis, or the embedded store) answers, 0 while it does not",
+            store_up.clone(),
+        );
         Metrics {
+            store_up,
             registry,
             requests,
             verify_seconds,
