@@ -85,8 +85,10 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Byte
                 "method_not_allowed",
                 "GET or POST",
             );
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD, POST"));
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD, POST"),
+            );
             r
         }
         _ => {
@@ -95,8 +97,10 @@ pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Byte
                 "method_not_allowed",
                 "DELETE /revocations/{id}",
             );
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static("DELETE"));
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                http::HeaderValue::from_static("DELETE"),
+            );
             r
         }
     }

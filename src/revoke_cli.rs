@@ -55,7 +55,9 @@ fn admin(args: &AdminArgs) -> Result<Admin> {
         None => match crate::healthcheck::target(None, cfg.as_ref())? {
             Target::Tcp { authority, .. } => format!("http://{authority}"),
             Target::Unix { .. } => {
-                bail!("admin_listen is a Unix socket: pass --url http://HOST:PORT of a TCP admin listener")
+                bail!(
+                    "admin_listen is a Unix socket: pass --url http://HOST:PORT of a TCP admin listener"
+                )
             }
         },
     };

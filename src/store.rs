@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::auth::{Identity, VerifyError};
 use crate::auth::claims::now;
+use crate::auth::{Identity, VerifyError};
 use crate::config::ConfigError;
 use crate::metrics::Metrics;
 use mirror::Mirror;
@@ -124,7 +124,11 @@ pub fn validate(c: &StoreConfig) -> Result<(), (&'static str, String)> {
         if let Err(e) = redis::Client::open(url) {
             return Err((
                 "store.url",
-                format!("{} is not a usable Redis URL ({:?})", redact_url(url), e.kind()),
+                format!(
+                    "{} is not a usable Redis URL ({:?})",
+                    redact_url(url),
+                    e.kind()
+                ),
             ));
         }
         if !c.path.is_empty() {
@@ -197,7 +201,8 @@ impl Store {
             if let Some(p) = &path {
                 let entries = embedded::load(p).map_err(|m| invalid("store.path", m))?;
                 let now = now();
-                let set = RevocationSet::from_entries(entries.into_iter().filter(|e| e.expires >= now));
+                let set =
+                    RevocationSet::from_entries(entries.into_iter().filter(|e| e.expires >= now));
                 info!(
                     "store: embedded, {} revocations loaded from {}",
                     set.len(),
@@ -216,7 +221,10 @@ impl Store {
             let redis = Arc::new(
                 RedisStore::new(c.url.expose(), &c.prefix).map_err(|m| invalid("store.url", m))?,
             );
-            info!("store: redis at {} (connecting in the background)", redis.shown_url);
+            info!(
+                "store: redis at {} (connecting in the background)",
+                redis.shown_url
+            );
             metrics.store_up.set(0);
             let gauge = metrics.store_up.clone();
             let flush_store = redis.clone();
@@ -304,7 +312,9 @@ impl Store {
                 if !known {
                     return Ok(false);
                 }
-                self.change(Change::Remove(id.to_owned())).await.map(|_| true)
+                self.change(Change::Remove(id.to_owned()))
+                    .await
+                    .map(|_| true)
             }
         }
     }
@@ -375,10 +385,9 @@ impl Store {
     /// The store's state for `/readyz` and `GET /revocations`.
     pub fn status(&self) -> Value {
         let (kind, url) = match &self.kind {
-            Kind::Embedded { path, .. } => (
-                "embedded",
-                path.as_ref().map(|p| p.display().to_string()),
-            ),
+            Kind::Embedded { path, .. } => {
+                ("embedded", path.as_ref().map(|p| p.display().to_string()))
+            }
             Kind::Redis(r) => ("redis", Some(r.shown_url.clone())),
         };
         json!({
@@ -398,7 +407,8 @@ impl Store {
 /// Writes the changes queued while Redis was away (before the full load
 /// that follows a reconnection, so they are part of it).
 async fn flush(store: &RedisStore, pending: &Mutex<Vec<Change>>) -> bool {
-    let queued: Vec<Change> = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+    let queued: Vec<Change> =
+        std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
     let mut left = Vec::new();
     for c in queued {
         let r = match &c {

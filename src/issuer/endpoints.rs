@@ -27,8 +27,8 @@ use crate::auth::bearer::{self, TokenSource};
 use crate::auth::claims::now;
 use crate::forward::ConnInfo;
 use crate::respond::ERROR_HEADER;
-use crate::store::counters;
 use crate::state::State;
+use crate::store::counters;
 
 /// How long a client has to send the whole (small) body: a login endpoint
 /// must not let slow senders hold connections open for ever.

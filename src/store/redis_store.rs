@@ -79,6 +79,12 @@ impl Keys {
     fn index(&self) -> String {
         format!("{}:revocations", self.tag)
     }
+    /// A random value set once per Redis data set: when it changes or
+    /// vanishes, Redis lost its data (a restart without persistence, a
+    /// failover to an empty replica) and the gates re-seed what they know.
+    fn epoch(&self) -> String {
+        format!("{}:epoch", self.tag)
+    }
     fn channel(&self) -> String {
         format!("{}:revocations:changes", self.tag)
     }
@@ -242,6 +248,62 @@ impl RedisStore {
     }
 }
 
+/// Loads the whole set into `mirror`. When Redis has lost its data since
+/// this gate last saw it (its epoch changed or vanished), the entries this
+/// gate still knows are written back first: what was known is never lost
+/// with Redis. Returns the number of entries now in force.
+async fn resync(
+    store: &RedisStore,
+    mirror: &Mirror,
+    epoch: &mut Option<String>,
+) -> Result<usize, RedisStoreError> {
+    let mut conn = store.conn();
+    let key = store.keys.epoch();
+    let current: Option<String> = timed(redis::cmd("GET").arg(&key).query_async(&mut conn)).await?;
+    let lost = match (&current, &*epoch) {
+        (None, _) => true,
+        (Some(c), Some(e)) => c != e,
+        (Some(_), None) => false,
+    };
+    let mut entries = store.load_all().await?;
+    if lost {
+        let now = now();
+        let present: std::collections::HashSet<String> =
+            entries.iter().map(|e| e.id.clone()).collect();
+        let missing: Vec<Revocation> = mirror
+            .load()
+            .entries()
+            .filter(|e| e.expires >= now && !present.contains(&e.id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            warn!(
+                "store: redis at {} lost its data; writing back the {} revocations this gate knows",
+                store.shown_url,
+                missing.len()
+            );
+        }
+        for e in missing {
+            store.write(&e).await?;
+            entries.push(e);
+        }
+        let fresh = crate::cli::random_token(12);
+        let _: Option<String> = timed(
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&fresh)
+                .arg("NX")
+                .query_async(&mut conn),
+        )
+        .await?;
+    }
+    *epoch = timed(redis::cmd("GET").arg(&key).query_async(&mut conn)).await?;
+    let count = entries.len();
+    mirror.replace(RevocationSet::from_entries(entries));
+    mirror.mark_synced(true);
+    Ok(count)
+}
+
 /// Keeps `mirror` in step with Redis for as long as the process runs:
 /// subscribe first, then load the whole set (so nothing published in
 /// between is missed), then apply each published change; every
@@ -257,8 +319,9 @@ pub async fn sync(
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut logged_down = false;
+    let mut epoch = None;
     loop {
-        if let Err(e) = session(&store, &mirror, resync, &on_connect, &up_gauge).await {
+        if let Err(e) = session(&store, &mirror, resync, &mut epoch, &on_connect, &up_gauge).await {
             mirror.mark_unsynced();
             up_gauge(false);
             let was_up = mirror.set_up(false);
@@ -287,7 +350,8 @@ pub async fn sync(
 async fn session(
     store: &RedisStore,
     mirror: &Mirror,
-    resync: Duration,
+    every: Duration,
+    epoch: &mut Option<String>,
     on_connect: &(impl Fn() -> futures_util::future::BoxFuture<'static, bool> + Send),
     up_gauge: &(impl Fn(bool) + Send),
 ) -> Result<(), RedisStoreError> {
@@ -299,10 +363,7 @@ async fn session(
     if !on_connect().await {
         return Err(RedisStoreError::Sync("queued changes could not be written"));
     }
-    let entries = store.load_all().await?;
-    let count = entries.len();
-    mirror.replace(RevocationSet::from_entries(entries));
-    mirror.mark_synced(true);
+    let count = resync(store, mirror, epoch).await?;
     up_gauge(true);
     if !mirror.set_up(true) {
         info!(
@@ -310,7 +371,7 @@ async fn session(
             store.shown_url
         );
     }
-    let mut tick = tokio::time::interval(resync);
+    let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tokio::select! {
@@ -327,13 +388,11 @@ async fn session(
                 mirror.apply(&changes);
             }
             _ = tick.tick() => {
-                timed(sink.ping::<String>()).await?;
+                timed(sink.ping::<redis::Value>()).await?;
                 if !on_connect().await {
                     return Err(RedisStoreError::Sync("queued changes could not be written"));
                 }
-                let entries = store.load_all().await?;
-                mirror.replace(RevocationSet::from_entries(entries));
-                mirror.mark_synced(true);
+                resync(store, mirror, epoch).await?;
             }
         }
     }

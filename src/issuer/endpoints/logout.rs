@@ -54,7 +54,10 @@ impl Endpoints {
             f
         })?;
         self.revoke_identity(state, &identity, "logout").await?;
-        Ok(super::json(StatusCode::OK, &json!({"message": "logged out"})))
+        Ok(super::json(
+            StatusCode::OK,
+            &json!({"message": "logged out"}),
+        ))
     }
 
     /// RFC 7009 §2: `token=...` (form); `token_type_hint` is accepted and
@@ -131,7 +134,9 @@ impl Endpoints {
         };
         let (_, outcome) = store
             .revoke(
-                Rule::Token { jti: jti.to_owned() },
+                Rule::Token {
+                    jti: jti.to_owned(),
+                },
                 Some(identity.exp.saturating_add(self.leeway)),
             )
             .await;
