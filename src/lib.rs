@@ -99,7 +99,7 @@ impl Running {
                  restart to change them"
             );
         }
-        if format!("{:?}", old.store) != format!("{:?}", config.store) {
+        if old.store != config.store {
             warn!("reload: [store] applies at start only; restart to change it");
         }
         let mut state = State::build(

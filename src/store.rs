@@ -66,7 +66,7 @@ impl Serialize for StoreUrl {
 }
 
 /// `[store]`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `redis://` or `rediss://` (TLS): shared by every gate naming it.
