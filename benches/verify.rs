@@ -155,6 +155,78 @@ fn bench(c: &mut Criterion) {
     }
     g.finish();
 
+    // Revocation on (issue 14): the same verifier with a store holding
+    // 10,000 entries (jti and user rules, none matching the token) against
+    // the one above without, same run. Memory: resident size before and
+    // after filling the set.
+    let rss = || {
+        std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| pages * 4096)
+    };
+    let mut revoked = fixture(10_000);
+    let mut uncached_revoked = fixture(0);
+    let before = rss();
+    let store = rt.block_on(async {
+        let store =
+            jwtgate::store::Store::start(&Default::default(), &Arc::new(Metrics::new())).unwrap();
+        for i in 0..10_000u32 {
+            let rule = if i % 2 == 0 {
+                jwtgate::store::revocation::Rule::Token {
+                    jti: format!("revoked-jti-{i:05}-{}", "x".repeat(11)),
+                }
+            } else {
+                jwtgate::store::revocation::Rule::User {
+                    user: format!("revoked-user-{i:05}"),
+                    issuer: Some(ISS.into()),
+                    before: now(),
+                }
+            };
+            let (_, r) = store.revoke(rule, None).await;
+            r.unwrap();
+        }
+        store
+    });
+    eprintln!(
+        "revocations: 10,000 entries, resident size grew by {} KiB",
+        rss().saturating_sub(before) / 1024
+    );
+    revoked.state.verifier.set_revocations(store.clone());
+    uncached_revoked.state.verifier.set_revocations(store);
+    let mut g = c.benchmark_group("revocation");
+    rt.block_on(cached.state.verifier.verify(&cached.rs256))
+        .unwrap();
+    rt.block_on(revoked.state.verifier.verify(&revoked.rs256))
+        .unwrap();
+    g.bench_function("RS256_cached/off", |b| {
+        b.iter(|| {
+            rt.block_on(cached.state.verifier.verify(&cached.rs256))
+                .unwrap()
+        })
+    });
+    g.bench_function("RS256_cached/on_10k", |b| {
+        b.iter(|| {
+            rt.block_on(revoked.state.verifier.verify(&revoked.rs256))
+                .unwrap()
+        })
+    });
+    g.bench_function("RS256_uncached/off", |b| {
+        b.iter(|| rt.block_on(f.state.verifier.verify(&f.rs256)).unwrap())
+    });
+    g.bench_function("RS256_uncached/on_10k", |b| {
+        b.iter(|| {
+            rt.block_on(
+                uncached_revoked
+                    .state
+                    .verifier
+                    .verify(&uncached_revoked.rs256),
+            )
+            .unwrap()
+        })
+    });
+    g.finish();
+
     // The signature check alone, key prepared once (jwtgate's VerifyKey)
     // against jsonwebtoken's per-call key construction, same keys, same run.
     let mut g = c.benchmark_group("signature_only");

@@ -46,7 +46,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let state = shared.current();
-    if req.method() == Method::POST
+    // The revocation endpoints, reads included, are for operators only.
+    let guarded = req.method() == Method::POST
+        || req.method() == Method::DELETE
+        || crate::revocations_api::handles(req.uri().path());
+    if guarded
         && !may_mutate(
             conn.peer.ip(),
             req.headers(),
@@ -67,10 +71,13 @@ pub async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
             let issuers = state.verifier.issuers().readiness();
-            let ready = issuers.iter().all(|(_, ok)| *ok);
+            let store = state.verifier.revocations();
+            // A store past store.max_stale makes the gate answer 503: not ready.
+            let ready = issuers.iter().all(|(_, ok)| *ok) && store.is_none_or(|s| s.ready());
             let body = json!({
                 "ready": ready,
                 "issuers": issuers.iter().map(|(i, ok)| json!({"issuer": i, "ready": ok})).collect::<Vec<_>>(),
+                "store": store.map(|s| s.status()),
             });
             let status = if ready {
                 StatusCode::OK
@@ -122,6 +129,9 @@ pub async fn handle(
                     .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
             }
             resp
+        }
+        (_, p) if crate::revocations_api::handles(p) => {
+            crate::revocations_api::handle(&state, req).await
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/keys/refresh") => json_response(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -178,6 +178,32 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
+    /// Revoke one token (--jti) or a user's tokens issued before a time,
+    /// through a running gate's admin listener.
+    Revoke {
+        /// The `jti` of the one token to revoke.
+        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        jti: Option<String>,
+        /// The user name or `sub` whose tokens are revoked.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only tokens whose `iss` equals this.
+        #[arg(long, requires = "user")]
+        issuer: Option<String>,
+        /// Tokens issued before this: now (default), Unix seconds or RFC 3339.
+        #[arg(long, requires = "user")]
+        before: Option<String>,
+        /// Keep the revocation until then (default: before + store.max_token_lifetime).
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        admin: crate::revoke_cli::AdminArgs,
+    },
+    /// List or remove revocations through a running gate's admin listener.
+    Revocations {
+        #[command(subcommand)]
+        command: RevocationsCommand,
+    },
     /// Say whether the configuration accepts a token and, if not, why; with
     /// --path, whether a request with it would pass, and which route decided.
     #[command(
@@ -195,6 +221,24 @@ pub enum Command {
         /// The method of that request.
         #[arg(long, default_value = "GET", value_name = "METHOD", requires = "path")]
         method: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RevocationsCommand {
+    /// Print the revocations in force.
+    List {
+        /// Print the admin API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        admin: crate::revoke_cli::AdminArgs,
+    },
+    /// Remove one revocation by its id.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        admin: crate::revoke_cli::AdminArgs,
     },
 }
 

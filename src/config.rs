@@ -101,6 +101,7 @@ pub struct Config {
     pub issuer: IssuerConfig,
     pub admin: AdminConfig,
     pub reload: ReloadConfig,
+    pub store: crate::store::StoreConfig,
 }
 
 impl Default for Config {
@@ -122,6 +123,7 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             issuer: IssuerConfig::default(),
             reload: ReloadConfig::default(),
+            store: crate::store::StoreConfig::default(),
         }
     }
 }
@@ -647,6 +649,9 @@ impl Config {
         let mut errors = Vec::new();
         if let Err(m) = check_listen_addr(&self.listen) {
             errors.push(invalid("listen", m));
+        }
+        if let Err((k, m)) = crate::store::validate(&self.store) {
+            errors.push(invalid(k, m));
         }
         for (key, val) in [
             ("admin_listen", &self.admin_listen),

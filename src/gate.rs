@@ -399,7 +399,8 @@ pub async fn decide(
 /// A failed verification as the client sees it.
 pub fn rejection_for(e: &VerifyError) -> Rejection {
     match e {
-        VerifyError::KeysUnavailable { retry_after } => Rejection::Unavailable {
+        VerifyError::KeysUnavailable { retry_after }
+        | VerifyError::RevocationsStale { retry_after } => Rejection::Unavailable {
             description: e.to_string(),
             retry_after: *retry_after,
         },

@@ -37,6 +37,9 @@ pub use endpoints::parse_form;
 /// OpenID Connect's, for the same meaning.
 pub const SESSION_CLAIM: &str = "auth_time";
 
+/// RFC 7009 token revocation endpoint of the built-in issuer.
+pub const REVOKE_PATH: &str = "/revoke";
+
 /// Claims the issuer sets itself; `[issuer.claims]` may not override them.
 pub const RESERVED_CLAIMS: &[&str] = &[
     "sub",
@@ -60,6 +63,18 @@ pub struct Runtime {
     /// ~19 MiB and a core for tens of milliseconds: without a bound, a burst
     /// of logins would exhaust memory and starve the proxy.
     hashing: tokio::sync::Semaphore,
+    /// The shared store (revocations, shared login counters); set once at start.
+    store: std::sync::OnceLock<Arc<crate::store::Store>>,
+}
+
+impl Runtime {
+    pub fn set_store(&self, store: Arc<crate::store::Store>) {
+        let _ = self.store.set(store);
+    }
+
+    pub fn store(&self) -> Option<&Arc<crate::store::Store>> {
+        self.store.get()
+    }
 }
 
 impl Default for Runtime {
@@ -69,6 +84,7 @@ impl Default for Runtime {
             users: UserStore::default(),
             limiter: Limiter::default(),
             hashing: tokio::sync::Semaphore::new(cores.max(2)),
+            store: std::sync::OnceLock::new(),
         }
     }
 }
@@ -295,6 +311,9 @@ pub struct Endpoints {
     token_path: String,
     login_path: String,
     renew_path: String,
+    /// `{rest_prefix}/logout` and RFC 7009's revocation endpoint (issue 14).
+    logout_path: String,
+    revoke_path: String,
     jwks_paths: Vec<String>,
     discovery_paths: Vec<String>,
     token_ttl: u64,
@@ -347,6 +366,7 @@ impl Endpoints {
         let prefix = prefix.trim_end_matches('/');
         let login_path = format!("{prefix}/login");
         let renew_path = format!("{prefix}/renew");
+        let logout_path = format!("{prefix}/logout");
         // Discovery lives under the issuer: at the root, and also under the
         // issuer URL's path when the gate is reached without it stripped.
         let mut bases = vec![String::new()];
@@ -369,6 +389,8 @@ impl Endpoints {
             token_path,
             login_path,
             renew_path,
+            logout_path,
+            revoke_path: REVOKE_PATH.into(),
             jwks_paths,
             discovery_paths,
             token_ttl: i.token_ttl.as_secs(),
@@ -393,6 +415,10 @@ impl Endpoints {
             "login"
         } else if path == self.renew_path {
             "renew"
+        } else if path == self.logout_path {
+            "logout"
+        } else if path == self.revoke_path {
+            "revoke"
         } else if self.jwks_paths.iter().any(|p| p == path) {
             "jwks"
         } else {
@@ -404,6 +430,8 @@ impl Endpoints {
         path == self.token_path
             || path == self.login_path
             || path == self.renew_path
+            || path == self.logout_path
+            || path == self.revoke_path
             || self.jwks_paths.iter().any(|p| p == path)
             || self.discovery_paths.iter().any(|p| p == path)
     }

@@ -25,8 +25,11 @@ pub mod process_metrics;
 pub mod reload;
 pub mod request_id;
 pub mod respond;
+pub mod revocations_api;
+pub mod revoke_cli;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod tls;
 pub mod unix;
 pub mod uri;
@@ -100,12 +103,18 @@ impl Running {
                  restart to change them"
             );
         }
-        let state = State::build(
+        if old.store != config.store {
+            warn!("reload: [store] applies at start only; restart to change it");
+        }
+        let mut state = State::build(
             config,
             self.shared.metrics.clone(),
             self.shared.issuer_runtime.clone(),
             Some(&previous),
         )?;
+        if let Some(store) = self.shared.issuer_runtime.store() {
+            state.verifier.set_revocations(store.clone());
+        }
         state.verifier.issuers().spawn_refreshers();
         self.shared.replace(state);
         if let (Some(current), Some(new)) = (&self.tls, new_tls) {
@@ -147,7 +156,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let proxy_desc = proxy_listener.describe();
     let issuer_runtime = Arc::new(issuer::Runtime::default());
-    let state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
+    // The store is process-wide: it outlives reloads, like the counters.
+    let store = store::Store::start(&config.store, &metrics)?;
+    issuer_runtime.set_store(store.clone());
+    let mut state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
+    state.verifier.set_revocations(store);
     state.verifier.issuers().spawn_refreshers();
     let shared = Arc::new(Shared::new(state, metrics.clone(), issuer_runtime));
     let (tx, rx) = watch::channel(false);

@@ -170,6 +170,39 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
                 }
             }
         }
+        Command::Revoke {
+            jti,
+            user,
+            issuer,
+            before,
+            expires,
+            mut admin,
+        } => {
+            admin.config = config.clone();
+            let req = jwtgate::revoke_cli::RevokeRequest {
+                jti,
+                user,
+                issuer,
+                before,
+                expires,
+            };
+            print!("{}", jwtgate::revoke_cli::revoke(&admin, req).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Revocations { command } => {
+            let out = match command {
+                cli::RevocationsCommand::List { json, mut admin } => {
+                    admin.config = config.clone();
+                    jwtgate::revoke_cli::list(&admin, json).await?
+                }
+                cli::RevocationsCommand::Remove { id, mut admin } => {
+                    admin.config = config.clone();
+                    jwtgate::revoke_cli::remove(&admin, &id).await?
+                }
+            };
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::VerifyToken {
             token,
             path,

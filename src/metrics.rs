@@ -149,6 +149,8 @@ pub struct Metrics {
     pub connections_open: Family<ListenerLabel, Gauge>,
     pub proxy: Arc<ListenerMetrics>,
     pub forward_auth: Arc<ListenerMetrics>,
+    /// 1 while the shared store answers (always 1 for the embedded store).
+    pub store_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -235,6 +237,12 @@ impl Metrics {
             "Unix time of the last configuration reload attempt",
             last_reload_timestamp.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "jwtgate_store_up",
+            "1 while the revocation store (Redis, or the embedded store) answers, 0 while it does not",
+            store_up.clone(),
+        );
         let durations: HistogramFamily<DurationLabels> =
             Family::new_with_constructor(http_histogram);
         registry.register(
@@ -293,6 +301,7 @@ impl Metrics {
         let proxy = listener(PROXY);
         let forward_auth = listener(FORWARD_AUTH);
         Metrics {
+            store_up,
             upstream_seconds,
             connections_open,
             proxy,

@@ -27,7 +27,7 @@ fn python3_available() -> bool {
 /// Runs `jwtgate hash-password` on a pseudo-terminal, answering its two
 /// prompts; prints JSON `{"output": everything the terminal showed, "status"}`.
 const PTY_DRIVER: &str = r#"
-import json, os, pty, sys, select, time
+import json, os, pty, sys, select, termios, time
 binary, first, second = sys.argv[1], sys.argv[2], sys.argv[3]
 pid, fd = pty.fork()
 if pid == 0:
@@ -46,9 +46,17 @@ def read_until(needle, limit=15):
             if not chunk:
                 return
             out += chunk
+def echo_off(limit=5):
+    # The prompt is written before echo is turned off: wait for the
+    # terminal itself to say echo is off before typing.
+    end = time.time() + limit
+    while termios.tcgetattr(fd)[3] & termios.ECHO and time.time() < end:
+        time.sleep(0.01)
 read_until(b"password: ")
+echo_off()
 os.write(fd, first.encode() + b"\n")
 read_until(b"again: ")
+echo_off()
 os.write(fd, second.encode() + b"\n")
 read_until(b"\x00never", limit=5)
 _, status = os.waitpid(pid, 0)

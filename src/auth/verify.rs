@@ -85,6 +85,10 @@ pub enum VerifyError {
     KeysUnavailable { retry_after: u64 },
     #[error("token type (typ) is not the one required")]
     WrongType,
+    #[error("token has been revoked")]
+    Revoked,
+    #[error("the revocation list is out of date (store.max_stale)")]
+    RevocationsStale { retry_after: u64 },
 }
 
 impl VerifyError {
@@ -111,6 +115,8 @@ impl VerifyError {
             }
             VerifyError::KeysUnavailable { .. } => "keys_unavailable",
             VerifyError::WrongType => "type",
+            VerifyError::Revoked => "revoked",
+            VerifyError::RevocationsStale { .. } => "store_stale",
         }
     }
 }
@@ -204,6 +210,8 @@ pub struct Verifier {
     /// This verifier's tag in the shared cache (see `auth::cache`).
     cache_owner: u64,
     metrics: Arc<Metrics>,
+    /// Checked on every verification, cache hits included (issue 14).
+    revocations: Option<Arc<crate::store::Store>>,
 }
 
 impl Verifier {
@@ -226,7 +234,28 @@ impl Verifier {
             cache,
             cache_owner,
             metrics,
+            revocations: None,
         }
+    }
+
+    /// Every token this verifier accepts is also checked against `store`'s
+    /// revocations (in memory).
+    pub fn set_revocations(&mut self, store: Arc<crate::store::Store>) {
+        self.revocations = Some(store);
+    }
+
+    pub fn revocations(&self) -> Option<&Arc<crate::store::Store>> {
+        self.revocations.as_ref()
+    }
+
+    /// Verifies `token` (from the cache or fully), then checks it has not
+    /// been revoked: a revocation must hold for cached tokens too.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
+        let id = self.verify_signed(token).await?;
+        if let Some(store) = &self.revocations {
+            store.check(&id)?;
+        }
+        Ok(id)
     }
 
     pub fn hmac(&self) -> Option<&HmacKey> {
@@ -242,7 +271,7 @@ impl Verifier {
     }
 
     /// Verifies `token` fully, or answers from the cache of tokens verified before.
-    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
+    async fn verify_signed(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
         let Some(cache) = &self.cache else {
             return Ok(Arc::new(self.verify_timed(token).await?));
         };

@@ -6,7 +6,7 @@
 use schemars::{Schema, SchemaGenerator, json_schema};
 
 /// A humantime duration string, as `humantime_serde` reads it.
-pub(super) fn duration(_: &mut SchemaGenerator) -> Schema {
+pub(crate) fn duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "string",
         "description": "A duration: a number and a unit, e.g. \"500ms\", \"90s\", \"15m\", \"24h\", \"1h 30m\".",

@@ -16,6 +16,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
+mod logout;
+
 use super::discovery;
 use super::limiter::slowdown;
 use super::users::MAX_USER_BYTES;
@@ -26,6 +28,7 @@ use crate::auth::claims::now;
 use crate::forward::ConnInfo;
 use crate::respond::ERROR_HEADER;
 use crate::state::State;
+use crate::store::counters;
 
 /// How long a client has to send the whole (small) body: a login endpoint
 /// must not let slow senders hold connections open for ever.
@@ -222,7 +225,7 @@ impl Endpoints {
         if self.discovery_paths.iter().any(|p| p == path) {
             return self.discovery(req, conn);
         }
-        let style = if path == self.token_path {
+        let style = if path == self.token_path || path == self.revoke_path {
             Style::OAuth
         } else {
             Style::Rest
@@ -240,6 +243,10 @@ impl Endpoints {
             self.password_grant(conn, req).await
         } else if path == self.login_path {
             self.login(conn, req).await
+        } else if path == self.logout_path {
+            self.logout(state, req).await
+        } else if path == self.revoke_path {
+            self.revoke(state, req).await
         } else {
             self.renew(state, req).await
         };
@@ -397,7 +404,8 @@ impl Endpoints {
             .verify(&found.token)
             .await
             .map_err(|e| match e {
-                VerifyError::KeysUnavailable { retry_after } => {
+                VerifyError::KeysUnavailable { retry_after }
+                | VerifyError::RevocationsStale { retry_after } => {
                     let mut f = Failure::new(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "temporarily_unavailable",
@@ -489,8 +497,13 @@ impl Endpoints {
         } else {
             "<unknown user>".into()
         };
-        let attempt = match rt.limiter.begin(&creds.user, ip, &self.thresholds) {
+        // Shared through Redis when configured (issue 14), local otherwise.
+        let redis = rt.store().and_then(|s| s.redis());
+        let attempt = match counters::begin(redis, &rt.limiter, &creds.user, ip, &self.thresholds)
+            .await
+        {
             Ok((a, delay)) => {
+                // Past the per-address limit: slowed down, never refused.
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
@@ -502,7 +515,7 @@ impl Endpoints {
             }
         };
         let Some(users) = users else {
-            rt.limiter.succeeded(attempt);
+            counters::succeeded(redis, &rt.limiter, attempt).await;
             return Err(Refusal::NoUsers);
         };
         // An unknown user is checked against the dummy hash: same work,
@@ -516,10 +529,10 @@ impl Endpoints {
             Err(_) => false,
         };
         if verified && known {
-            rt.limiter.succeeded(attempt);
+            counters::succeeded(redis, &rt.limiter, attempt).await;
             return Ok(());
         }
-        let failures = rt.limiter.failed(attempt);
+        let failures = counters::failed(&rt.limiter, attempt);
         warn!(target: "jwtgate::issuer", user = %shown, client = %ip, via, failures, "login failed");
         tokio::time::sleep(slowdown(failures)).await;
         Err(Refusal::BadCredentials)

@@ -54,7 +54,7 @@ pub struct Attempt {
 
 /// The address a client is counted under: IPv6 clients usually own a whole
 /// /64, so they are counted per /64 rather than per address.
-fn address_key(ip: IpAddr) -> IpAddr {
+pub fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -160,7 +160,7 @@ impl Limiter {
 
 /// The wait before an attempt from an address past its limit: 500 ms,
 /// doubling with every further failure, at most 8 s.
-fn address_delay(excess: u32) -> Duration {
+pub fn address_delay(excess: u32) -> Duration {
     Duration::from_millis(500u64 << excess.min(4))
 }
 

@@ -1,0 +1,152 @@
+//! Ending a token before its `exp`: Ampho-style `{rest_prefix}/logout`
+//! (the bearer token revokes itself) and RFC 7009's `/revoke` (the token is
+//! in the form body). Both revoke by `jti` in the shared store, so every
+//! gate refuses the token within a second, `renew` included.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::{Failure, field, form_fields, log_name, media_type, read_body};
+use crate::auth::bearer::{self, TokenSource};
+use crate::auth::{Identity, VerifyError};
+use crate::issuer::Endpoints;
+use crate::state::State;
+use crate::store::revocation::Rule;
+
+impl Endpoints {
+    /// `POST {rest_prefix}/logout` with the token as bearer: 200
+    /// `{"message": "logged out"}`; the token is refused from then on.
+    pub(super) async fn logout(
+        &self,
+        state: &State,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Failure> {
+        let found = bearer::extract(req.headers(), None, &[TokenSource::Header]).map_err(|_| {
+            Failure::bad_request("the Authorization header is not a usable bearer token")
+        })?;
+        let Some(found) = found else {
+            return Err(Failure::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a bearer token is required",
+            ));
+        };
+        let identity = state.verifier.verify(&found.token).await.map_err(|e| {
+            let mut f = match &e {
+                VerifyError::KeysUnavailable { .. } | VerifyError::RevocationsStale { .. } => {
+                    Failure::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        e.to_string(),
+                    )
+                }
+                other => Failure::new(StatusCode::UNAUTHORIZED, "invalid_token", other.to_string()),
+            };
+            if let VerifyError::KeysUnavailable { retry_after }
+            | VerifyError::RevocationsStale { retry_after } = e
+            {
+                f.retry_after = Some(retry_after);
+            }
+            f
+        })?;
+        self.revoke_identity(state, &identity, "logout").await?;
+        Ok(super::json(
+            StatusCode::OK,
+            &json!({"message": "logged out"}),
+        ))
+    }
+
+    /// RFC 7009 §2: `token=...` (form); `token_type_hint` is accepted and
+    /// ignored (only access tokens exist here). An invalid or unknown token
+    /// is answered 200 too (§2.2): the client's aim is met either way.
+    pub(super) async fn revoke(
+        &self,
+        state: &State,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Failure> {
+        let (headers, body) = read_body(req, self.max_body).await?;
+        if media_type(&headers) != "application/x-www-form-urlencoded" {
+            return Err(Failure::bad_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let fields = form_fields(&body)?;
+        let Some(token) = field(&fields, "token").filter(|t| !t.is_empty()) else {
+            return Err(Failure::bad_request("token is missing"));
+        };
+        // Only a token that verifies can be revoked: a forged one must not
+        // let anyone revoke someone else's jti.
+        match state.verifier.verify(token).await {
+            Ok(identity) => self.revoke_identity(state, &identity, "revoke").await?,
+            Err(VerifyError::KeysUnavailable { retry_after })
+            | Err(VerifyError::RevocationsStale { retry_after }) => {
+                let mut f = Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the token cannot be checked now; retry later",
+                );
+                f.retry_after = Some(retry_after);
+                return Err(f);
+            }
+            Err(_) => {}
+        }
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        h.insert(
+            http::header::PRAGMA,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        Ok(resp)
+    }
+
+    /// Revokes a verified token by its jti, for as long as it could still
+    /// be accepted (exp + leeway).
+    async fn revoke_identity(
+        &self,
+        state: &State,
+        identity: &Identity,
+        via: &'static str,
+    ) -> Result<(), Failure> {
+        let Some(jti) = identity
+            .claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .filter(|j| !j.is_empty())
+        else {
+            return Err(Failure::bad_request(
+                "the token has no jti, so it cannot be revoked alone",
+            ));
+        };
+        let Some(store) = state.verifier.revocations() else {
+            return Err(Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "revocation is not available",
+            ));
+        };
+        let (_, outcome) = store
+            .revoke(
+                Rule::Token {
+                    jti: jti.to_owned(),
+                },
+                Some(identity.exp.saturating_add(self.leeway)),
+            )
+            .await;
+        if let Err(e) = outcome {
+            // Already refused here; the other gates learn it when the
+            // store returns.
+            warn!(target: "jwtgate::issuer", user = %log_name(&identity.user), via, "token revoked on this gate only: {e}");
+        } else {
+            info!(target: "jwtgate::issuer", user = %log_name(&identity.user), via, "token revoked");
+        }
+        Ok(())
+    }
+}

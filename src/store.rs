@@ -1,0 +1,433 @@
+//! Shared state of the gates (`[store]`): token revocations and, with
+//! Redis, the login failure counters.
+//!
+//! Without `store.url` the store is embedded: revocations live in the
+//! process and, with `store.path`, in a small file that survives a restart.
+//! With `store.url = "redis://..."` (or `rediss://`) every gate naming the
+//! same server shares them. Either way each request is checked against an
+//! in-memory mirror only (see `mirror`); the store is never on the request
+//! path.
+//!
+//! The pieces: `revocation` (what an entry is, the indexed set), `mirror`
+//! (the copy requests read, and its freshness), `embedded` (the file),
+//! `redis_store` (keys, writes, the sync task), `counters` (shared login
+//! limits).
+
+pub mod counters;
+pub mod embedded;
+pub mod mirror;
+pub mod redis_store;
+pub mod revocation;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::auth::claims::now;
+use crate::auth::{Identity, VerifyError};
+use crate::config::ConfigError;
+use crate::metrics::Metrics;
+use mirror::Mirror;
+use redis_store::{RedisStore, redact_url};
+use revocation::{Change, Revocation, RevocationSet, Rule};
+
+/// A Redis URL: may carry a password, so it never shows in Debug output
+/// and serialises with its user-info redacted (for `check-config`).
+#[derive(Clone, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreUrl(url.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl Serialize for StoreUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&redact_url(&self.0))
+    }
+}
+
+/// `[store]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `redis://` or `rediss://` (TLS): shared by every gate naming it.
+    /// Empty: the embedded store.
+    pub url: StoreUrl,
+    /// Embedded store only: the file that keeps revocations across restarts.
+    pub path: String,
+    /// Answer 503 once the mirror has not been known in sync for this long
+    /// ("0s": never; keep serving with the last known set).
+    #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "crate::config::schema::duration")]
+    pub max_stale: Duration,
+    /// How often the whole set is reloaded from Redis (heals missed messages).
+    #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "crate::config::schema::duration")]
+    pub resync_interval: Duration,
+    /// How long a revocation is kept when the lifetime of the tokens it
+    /// affects is not known (revoking by jti or user without `expires`).
+    #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "crate::config::schema::duration")]
+    pub max_token_lifetime: Duration,
+    /// Prefix (and cluster hash tag) of every Redis key: gates that must
+    /// share state use the same one.
+    pub prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: StoreUrl::default(),
+            path: String::new(),
+            max_stale: Duration::ZERO,
+            resync_interval: Duration::from_secs(30),
+            max_token_lifetime: Duration::from_secs(24 * 3600),
+            prefix: "jwtgate".into(),
+        }
+    }
+}
+
+/// Checks `[store]`; the error names the key (the caller adds the file).
+pub fn validate(c: &StoreConfig) -> Result<(), (&'static str, String)> {
+    let url = c.url.expose();
+    if !url.is_empty() {
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        match scheme {
+            Some("redis" | "rediss" | "valkey" | "valkeys") => {}
+            _ => {
+                return Err((
+                    "store.url",
+                    format!(
+                        "{} must start with redis:// or rediss:// (Sentinel and Cluster URLs are \
+                         not supported yet)",
+                        redact_url(url)
+                    ),
+                ));
+            }
+        }
+        if let Err(e) = redis::Client::open(url) {
+            return Err((
+                "store.url",
+                format!(
+                    "{} is not a usable Redis URL ({:?})",
+                    redact_url(url),
+                    e.kind()
+                ),
+            ));
+        }
+        if !c.path.is_empty() {
+            return Err((
+                "store.path",
+                "is for the embedded store only; with store.url the state lives in Redis".into(),
+            ));
+        }
+    }
+    if c.resync_interval < Duration::from_millis(100) {
+        return Err(("store.resync_interval", "must be at least 100ms".into()));
+    }
+    if c.max_token_lifetime.as_secs() == 0 {
+        return Err(("store.max_token_lifetime", "must be at least 1s".into()));
+    }
+    if c.prefix.is_empty() || c.prefix.contains(['{', '}']) || c.prefix.len() > 64 {
+        return Err((
+            "store.prefix",
+            "must be 1 to 64 characters without { or }".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Why a change to the store did not reach it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the shared store is unreachable: the change applies on this gate now and is written \
+         when the store returns"
+    )]
+    Unavailable,
+    #[error("the revocation file could not be written: {0}")]
+    File(String),
+}
+
+enum Kind {
+    Embedded {
+        path: Option<PathBuf>,
+        /// One writer of the file at a time.
+        file: Mutex<()>,
+    },
+    Redis(Arc<RedisStore>),
+}
+
+/// The process-wide store (it outlives configuration reloads).
+pub struct Store {
+    mirror: Arc<Mirror>,
+    kind: Kind,
+    max_stale_ms: u64,
+    max_token_lifetime: u64,
+    /// Changes made while Redis was unreachable, written when it returns.
+    pending: Arc<Mutex<Vec<Change>>>,
+}
+
+impl Store {
+    /// Opens the store of `[store]`. The embedded one reads its file now;
+    /// Redis is connected in the background (a gate starts, and serves,
+    /// while Redis is down).
+    pub fn start(c: &StoreConfig, metrics: &Arc<Metrics>) -> Result<Arc<Store>, ConfigError> {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            key: key.into(),
+            origin: "configuration".into(),
+            message,
+        };
+        let mirror = Arc::new(Mirror::default());
+        let pending = Arc::new(Mutex::new(Vec::new()));
+        let kind = if c.url.is_empty() {
+            let path = (!c.path.is_empty()).then(|| PathBuf::from(&c.path));
+            if let Some(p) = &path {
+                let entries = embedded::load(p).map_err(|m| invalid("store.path", m))?;
+                let now = now();
+                let set =
+                    RevocationSet::from_entries(entries.into_iter().filter(|e| e.expires >= now));
+                info!(
+                    "store: embedded, {} revocations loaded from {}",
+                    set.len(),
+                    p.display()
+                );
+                mirror.replace(set);
+            }
+            mirror.mark_synced(true);
+            mirror.set_up(true);
+            metrics.store_up.set(1);
+            Kind::Embedded {
+                path,
+                file: Mutex::new(()),
+            }
+        } else {
+            let redis = Arc::new(
+                RedisStore::new(c.url.expose(), &c.prefix).map_err(|m| invalid("store.url", m))?,
+            );
+            info!(
+                "store: redis at {} (connecting in the background)",
+                redis.shown_url
+            );
+            metrics.store_up.set(0);
+            let gauge = metrics.store_up.clone();
+            let flush_store = redis.clone();
+            let flush_pending = pending.clone();
+            tokio::spawn(redis_store::sync(
+                redis.clone(),
+                mirror.clone(),
+                c.resync_interval,
+                move || {
+                    let store = flush_store.clone();
+                    let pending = flush_pending.clone();
+                    Box::pin(async move { flush(&store, &pending).await })
+                },
+                move |up| {
+                    gauge.set(i64::from(up));
+                },
+            ));
+            Kind::Redis(redis)
+        };
+        Ok(Arc::new(Store {
+            mirror,
+            kind,
+            max_stale_ms: c.max_stale.as_millis() as u64,
+            max_token_lifetime: c.max_token_lifetime.as_secs(),
+            pending,
+        }))
+    }
+
+    /// The per-request check: in memory only. Refuses a revoked token, and
+    /// every token once the mirror is older than `store.max_stale`.
+    #[inline]
+    pub fn check(&self, id: &Identity) -> Result<(), VerifyError> {
+        if self.max_stale_ms > 0 && self.mirror.stale_ms() > self.max_stale_ms {
+            return Err(VerifyError::RevocationsStale { retry_after: 5 });
+        }
+        let set = self.mirror.load();
+        if !set.is_empty() && set.revokes(id) {
+            return Err(VerifyError::Revoked);
+        }
+        Ok(())
+    }
+
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match &self.kind {
+            Kind::Redis(r) => Some(r),
+            Kind::Embedded { .. } => None,
+        }
+    }
+
+    /// Makes a revocation. `expires` defaults to `before` (or now) plus
+    /// `store.max_token_lifetime`. Applied on this gate at once; an error
+    /// means it could not be shared or saved yet.
+    pub async fn revoke(
+        &self,
+        rule: Rule,
+        expires: Option<u64>,
+    ) -> (Revocation, Result<(), StoreError>) {
+        let now = now();
+        let from = match &rule {
+            Rule::User { before, .. } => (*before).max(now),
+            Rule::Token { .. } => now,
+        };
+        let expires = expires.unwrap_or(from.saturating_add(self.max_token_lifetime));
+        let rev = Revocation::new(rule, now, expires);
+        let outcome = self.change(Change::Add(rev.clone())).await;
+        (rev, outcome)
+    }
+
+    /// Removes a revocation by id; `Ok(false)` when there was none.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let known = self.mirror.load().get(id).is_some();
+        match &self.kind {
+            Kind::Redis(r) => {
+                self.mirror.apply(&[Change::Remove(id.to_owned())]);
+                match r.remove(id).await {
+                    Ok(deleted) => Ok(deleted || known),
+                    Err(e) => {
+                        warn!("store: cannot remove revocation {id} in redis: {e}");
+                        self.queue(Change::Remove(id.to_owned()));
+                        Err(StoreError::Unavailable)
+                    }
+                }
+            }
+            Kind::Embedded { .. } => {
+                if !known {
+                    return Ok(false);
+                }
+                self.change(Change::Remove(id.to_owned()))
+                    .await
+                    .map(|_| true)
+            }
+        }
+    }
+
+    async fn change(&self, change: Change) -> Result<(), StoreError> {
+        self.mirror.apply(std::slice::from_ref(&change));
+        match &self.kind {
+            Kind::Embedded { path, file } => {
+                let Some(path) = path else { return Ok(()) };
+                let _w = file.lock().unwrap_or_else(|p| p.into_inner());
+                let now = now();
+                let entries = self
+                    .mirror
+                    .load()
+                    .entries()
+                    .filter(|e| e.expires >= now)
+                    .cloned()
+                    .collect();
+                embedded::save(path, entries).map_err(|m| {
+                    warn!("store: {m}");
+                    StoreError::File(m)
+                })
+            }
+            Kind::Redis(r) => {
+                let result = match &change {
+                    Change::Add(rev) => r.write(rev).await.map(|_| ()),
+                    Change::Remove(id) => r.remove(id).await.map(|_| ()),
+                };
+                result.map_err(|e| {
+                    warn!(
+                        "store: redis at {} did not take a change ({e}); it applies on this gate \
+                         and is written when redis returns",
+                        r.shown_url
+                    );
+                    self.queue(change);
+                    StoreError::Unavailable
+                })
+            }
+        }
+    }
+
+    fn queue(&self, change: Change) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
+    }
+
+    /// The revocations in force, oldest first.
+    pub fn list(&self) -> Vec<Revocation> {
+        let now = now();
+        let mut v: Vec<Revocation> = self
+            .mirror
+            .load()
+            .entries()
+            .filter(|e| e.expires >= now)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        v
+    }
+
+    /// False once the mirror is older than `store.max_stale`.
+    pub fn ready(&self) -> bool {
+        self.max_stale_ms == 0 || self.mirror.stale_ms() <= self.max_stale_ms
+    }
+
+    /// The store's state for `/readyz` and `GET /revocations`.
+    pub fn status(&self) -> Value {
+        let (kind, url) = match &self.kind {
+            Kind::Embedded { path, .. } => {
+                ("embedded", path.as_ref().map(|p| p.display().to_string()))
+            }
+            Kind::Redis(r) => ("redis", Some(r.shown_url.clone())),
+        };
+        json!({
+            "kind": kind,
+            "location": url,
+            "up": self.mirror.is_up(),
+            "in_sync": self.mirror.is_live(),
+            "stale_seconds": self.mirror.stale_ms() as f64 / 1000.0,
+            "max_stale_seconds": self.max_stale_ms / 1000,
+            "revocations": self.mirror.load().len(),
+            "pending_writes": self.pending.lock().map_or(0, |p| p.len()),
+            "ready": self.ready(),
+        })
+    }
+}
+
+/// Writes the changes queued while Redis was away (before the full load
+/// that follows a reconnection, so they are part of it).
+async fn flush(store: &RedisStore, pending: &Mutex<Vec<Change>>) -> bool {
+    let queued: Vec<Change> =
+        std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut left = Vec::new();
+    for c in queued {
+        let r = match &c {
+            Change::Add(rev) => store.write(rev).await.map(|_| ()),
+            Change::Remove(id) => store.remove(id).await.map(|_| ()),
+        };
+        if r.is_err() {
+            left.push(c);
+        }
+    }
+    if left.is_empty() {
+        return true;
+    }
+    pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend(left);
+    false
+}
