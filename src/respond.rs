@@ -87,13 +87,9 @@ impl Rejection {
     }
 
     /// The response (hyper leaves the body out for HEAD requests).
-    pub fn into_response(self, realm: &str) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": self.code(),
-            "error_description": self.description(),
-        });
-        let mut resp = json_response(self.status(), &body);
-        let h = resp.headers_mut();
+    /// The headers every rendering of a refusal carries: the marker, the
+    /// `WWW-Authenticate` challenge and `Retry-After`.
+    fn mark(&self, h: &mut http::HeaderMap, realm: &str) {
         h.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
         if let Some(v) = self
             .www_authenticate(realm)
@@ -101,9 +97,19 @@ impl Rejection {
         {
             h.insert(WWW_AUTHENTICATE, v);
         }
-        if let Rejection::Unavailable { retry_after, .. } = &self {
+        if let Rejection::Unavailable { retry_after, .. } = self {
             h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
         }
+    }
+
+    pub fn into_response(self, realm: &str) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": self.code(),
+            "error_description": self.description(),
+        });
+        let mut resp = json_response(self.status(), &body);
+        let h = resp.headers_mut();
+        self.mark(h, realm);
         resp
     }
 }
@@ -124,16 +130,7 @@ impl Rejection {
         if let Ok(v) = HeaderValue::from_str(&crate::grpc::encode_message(self.description())) {
             h.insert("grpc-message", v);
         }
-        h.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
-        if let Some(v) = self
-            .www_authenticate(realm)
-            .and_then(|v| HeaderValue::from_str(&v).ok())
-        {
-            h.insert(WWW_AUTHENTICATE, v);
-        }
-        if let Rejection::Unavailable { retry_after, .. } = &self {
-            h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
-        }
+        self.mark(h, realm);
         resp
     }
 }

@@ -145,6 +145,17 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Byt
     }
 }
 
+/// A form body (`application/x-www-form-urlencoded`, else 400), its fields.
+async fn read_form(req: Request<Incoming>, max: usize) -> Result<Vec<(String, String)>, Failure> {
+    let (headers, body) = read_body(req, max).await?;
+    if media_type(&headers) != "application/x-www-form-urlencoded" {
+        return Err(Failure::bad_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    form_fields(&body)
+}
+
 /// Form fields accepted at most: the endpoints read four.
 const MAX_FORM_FIELDS: usize = 32;
 
@@ -298,13 +309,7 @@ impl Endpoints {
         conn: ConnInfo,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Failure> {
-        let (headers, body) = read_body(req, self.max_body).await?;
-        if media_type(&headers) != "application/x-www-form-urlencoded" {
-            return Err(Failure::bad_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        let fields = form_fields(&body)?;
+        let fields = read_form(req, self.max_body).await?;
         match field(&fields, "grant_type") {
             None => return Err(Failure::bad_request("grant_type is missing")),
             Some("password") => {}

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{Failure, field, form_fields, log_name, media_type, read_body};
+use super::{Failure, field, log_name, read_form};
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::{Identity, VerifyError};
 use crate::issuer::Endpoints;
@@ -68,13 +68,7 @@ impl Endpoints {
         state: &State,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Failure> {
-        let (headers, body) = read_body(req, self.max_body).await?;
-        if media_type(&headers) != "application/x-www-form-urlencoded" {
-            return Err(Failure::bad_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        let fields = form_fields(&body)?;
+        let fields = read_form(req, self.max_body).await?;
         let Some(token) = field(&fields, "token").filter(|t| !t.is_empty()) else {
             return Err(Failure::bad_request("token is missing"));
         };
