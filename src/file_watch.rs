@@ -59,6 +59,23 @@ pub fn watched_files(config: &Config, config_file: Option<&Path>) -> Vec<PathBuf
     files
 }
 
+/// What a file held when the configuration was read from it, taken before
+/// the read; the watch's baseline for that file at start.
+#[derive(Debug, Default)]
+pub struct Seen(BTreeMap<PathBuf, Option<Vec<u8>>>);
+
+impl Seen {
+    /// The config file's digest, taken just before it is loaded.
+    pub fn before_load(config_file: Option<&Path>) -> Self {
+        Seen(
+            config_file
+                .map(|f| (f.to_path_buf(), digest(f)))
+                .into_iter()
+                .collect(),
+        )
+    }
+}
+
 /// Watches a set of files (through their directories) and says when their
 /// contents change.
 pub struct FileWatch {
@@ -92,6 +109,22 @@ impl FileWatch {
     /// The files being watched.
     pub fn files(&self) -> impl Iterator<Item = &Path> {
         self.seen.keys().map(PathBuf::as_path)
+    }
+
+    /// Starts watching `files`, taking `seen` as what was read from those it
+    /// names (the rest are read now, before the gate reads them). One
+    /// comparison pass is queued, so a change made between that read and
+    /// this call, which no event will report, is still found.
+    pub fn start(&mut self, files: Vec<PathBuf>, seen: Seen) {
+        self.seen = seen
+            .0
+            .into_iter()
+            .filter(|(f, _)| files.contains(f))
+            .collect();
+        self.follow(files);
+        if !self.seen.is_empty() {
+            let _ = self.sender.send(());
+        }
     }
 
     /// Watches exactly `files` from now on (after start and after every
@@ -246,5 +279,21 @@ mod tests {
             .await
             .expect("a change is reported");
         assert_eq!(changed, vec![f.clone()]);
+    }
+
+    #[tokio::test]
+    async fn a_change_between_the_load_and_the_start_of_the_watch_is_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("jwtgate.toml");
+        std::fs::write(&f, "before").unwrap();
+        let seen = Seen::before_load(Some(&f));
+        // Written while the gate starts: no watcher exists to see an event.
+        std::fs::write(&f, "after").unwrap();
+        let mut w = FileWatch::new();
+        w.start(vec![f.clone()], seen);
+        let changed = tokio::time::timeout(Duration::from_secs(10), w.changed())
+            .await
+            .expect("the change is reported");
+        assert_eq!(changed, vec![f]);
     }
 }

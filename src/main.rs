@@ -71,8 +71,8 @@ fn is_config_error(e: &anyhow::Error) -> bool {
 /// `worker_threads` decides which runtime to build.
 fn serve_main(args: ServeArgs, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let sources = args.sources(config);
-    let config = jwtgate::config::Config::load(&sources)?;
-    build_runtime(config.worker_threads)?.block_on(serve(sources, config))
+    let (config, seen) = load_to_serve(&sources)?;
+    build_runtime(config.worker_threads)?.block_on(serve(sources, config, seen))
 }
 
 fn build_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
@@ -101,8 +101,8 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
     match command {
         Command::Serve(args) => {
             let sources = args.sources(config);
-            let config = jwtgate::config::Config::load(&sources)?;
-            serve(sources, config).await
+            let (config, seen) = load_to_serve(&sources)?;
+            serve(sources, config, seen).await
         }
         Command::Demo => jwtgate::demo::run().await.map(|_| ExitCode::SUCCESS),
         Command::Whoami { listen } => {
@@ -236,16 +236,33 @@ fn report_verdict(verdict: Result<String, String>) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Loads the configuration to serve, with the digest the config file had
+/// just before it was read: the watch compares against that, so an edit made
+/// while the gate was starting (before the watch existed) is not lost.
+fn load_to_serve(
+    sources: &jwtgate::config::Sources,
+) -> anyhow::Result<(jwtgate::config::Config, jwtgate::file_watch::Seen)> {
+    let seen = jwtgate::file_watch::Seen::before_load(sources.file.as_deref());
+    let config = jwtgate::config::Config::load(sources)?;
+    Ok((config, seen))
+}
+
 async fn serve(
     sources: jwtgate::config::Sources,
     config: jwtgate::config::Config,
+    seen: jwtgate::file_watch::Seen,
 ) -> anyhow::Result<ExitCode> {
+    // The watch starts before the gate reads the files the configuration
+    // names, so a change made while it starts is seen.
+    let mut watch = jwtgate::file_watch::FileWatch::new();
+    watch.start(
+        jwtgate::file_watch::watched_files(&config, sources.file.as_deref()),
+        seen,
+    );
     let running = jwtgate::start(config).await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let mut watch = jwtgate::file_watch::FileWatch::new();
-    follow(&mut watch, &running, &sources);
     if running.shared.current().config.reload.watch {
         info!(
             "config watch: on; a change to the config file or a file it names reloads as SIGHUP does"
