@@ -477,11 +477,12 @@ async fn verify_request(
                 d.allow.reason()
             ))
         }
-        Err((rej, reason, _)) => Err(format!(
-            "{} {} ({reason}): {}; {request}, decided by {decided_by}",
-            rej.status().as_u16(),
-            rej.code(),
-            rej.description()
+        Err(d) => Err(format!(
+            "{} {} ({}): {}; {request}, decided by {decided_by}",
+            d.error.status().as_u16(),
+            d.error.code(),
+            d.error.reason(),
+            d.error.description()
         )),
     }
 }

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 use tracing::debug;
@@ -20,7 +21,7 @@ use tracing::debug;
 use crate::auth::Identity;
 use crate::auth::claims::lookup;
 use crate::config::{ConfigError, ForwardConfig, UpstreamConfig, UpstreamProtocol};
-use crate::respond::Rejection;
+use crate::respond::{GateError, UpstreamError};
 
 /// The body of every response the gate sends: the upstream's, streamed as
 /// it comes, or one of the gate's own small replies.
@@ -406,14 +407,20 @@ pub struct Verdict<'a> {
     /// The verified token came from `Authorization` on this request and
     /// `auth.forward_token` is on: keep that header.
     pub keep_authorization: bool,
-    /// The upgrade to forward (`HeaderRules::upgrade_for`, after authorisation).
-    pub upgrade: Option<&'a HeaderValue>,
+}
+
+/// An upgrade (WebSocket) the request asked for and may make: the protocol
+/// asked, and the client's side of the connection once it is switched.
+pub struct Upgrade {
+    asked: HeaderValue,
+    client: hyper::upgrade::OnUpgrade,
 }
 
 /// Phase 5: makes the request the upstream will receive. Header hygiene,
 /// identity headers, forwarding headers, the allowed upgrade, and `uri`
 /// (the normalised path with the cleaned query) as the target. The upstream
-/// receives exactly the request the decision was made on.
+/// receives exactly the request the decision was made on. Returns the
+/// upgrade that was kept, which `finish` completes.
 pub fn prepare<B>(
     rules: &HeaderRules,
     req: &mut Request<B>,
@@ -421,7 +428,8 @@ pub fn prepare<B>(
     view: &ClientView,
     tls: bool,
     uri: Uri,
-) {
+) -> Option<Upgrade> {
+    let upgrade = rules.upgrade_for(req);
     let original_authority = req.uri().authority().cloned();
     let headers = req.headers_mut();
     // gRPC servers may insist on `TE: trailers` (it says the client reads
@@ -452,11 +460,47 @@ pub fn prepare<B>(
         rules.trusts_forwarding(view),
     );
     rules.set_client_view(headers, view, tls);
-    if let Some(proto) = verdict.upgrade {
+    if let Some(proto) = &upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, proto.clone());
     }
     *req.uri_mut() = uri;
+    upgrade.map(|asked| Upgrade {
+        asked,
+        client: hyper::upgrade::on(req),
+    })
+}
+
+/// Phase 7: the upstream's response as the client gets it. A 101 is
+/// accepted only for the upgrade that was asked for and allowed; the two
+/// connections are then spliced. Any other switch would hand the
+/// connection to a protocol the gate never sees into: 502.
+pub fn finish(
+    mut resp: Response<Incoming>,
+    upgrade: Option<Upgrade>,
+) -> Result<Response<Incoming>, GateError> {
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        remove_hop_by_hop(resp.headers_mut());
+        return Ok(resp);
+    }
+    let Some(upgrade) = upgrade.filter(|u| HeaderRules::upgrade_accepted(&u.asked, resp.headers()))
+    else {
+        return Err(GateError::Upstream(UpstreamError::Failed(
+            "upstream switched to a protocol that was not asked for".into(),
+        )));
+    };
+    let upstream = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        match tokio::try_join!(upgrade.client, upstream) {
+            Ok((client, upstream)) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+            Err(e) => debug!("upgrade failed: {e}"),
+        }
+    });
+    Ok(resp)
 }
 
 /// Checks that the request names one host: at most one `Host` header, and
@@ -813,7 +857,7 @@ impl Upstream {
     }
 
     /// The upstream URI for a normalised path and (already cleaned) query.
-    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Rejection> {
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, GateError> {
         let mut pq = String::with_capacity(
             self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
         );
@@ -828,7 +872,7 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(|_| Rejection::InvalidRequest("request target cannot be forwarded".into()))
+            .map_err(|_| GateError::Path("request target cannot be forwarded".into()))
     }
 
     /// The client for this request and the version to ask it for, or the
@@ -837,7 +881,7 @@ impl Upstream {
         &self,
         req: &Request<Incoming>,
         opts: SendOptions,
-    ) -> Result<(&UpstreamClient, Version), Rejection> {
+    ) -> Result<(&UpstreamClient, Version), GateError> {
         let proto = match self.protocol {
             UpstreamProtocol::Http1 => "http1",
             UpstreamProtocol::H2c => "h2c",
@@ -850,13 +894,13 @@ impl Upstream {
             // gRPC has no HTTP/1.1 form: say so rather than send a request
             // the backend can only garble.
             (_, None) if opts.grpc => {
-                return Err(Rejection::BadGateway(format!(
+                return Err(failed(format!(
                     "gRPC needs HTTP/2 to the upstream, and upstream.protocol is \"{proto}\""
                 )));
             }
             (Some(h1), _) if upgrade => (h1, Version::HTTP_11),
             (None, Some(_)) if upgrade => {
-                return Err(Rejection::BadGateway(format!(
+                return Err(failed(format!(
                     "an upgrade (WebSocket) needs HTTP/1.1 to the upstream, and upstream.protocol is \"{proto}\""
                 )));
             }
@@ -867,7 +911,7 @@ impl Upstream {
             (Some(h1), _) => (h1, Version::HTTP_11),
             (None, Some(h2)) => (h2, Version::HTTP_2),
             (None, None) => {
-                return Err(Rejection::BadGateway("no upstream client".into()));
+                return Err(failed("no upstream client"));
             }
         };
         Ok(picked)
@@ -880,7 +924,7 @@ impl Upstream {
         &self,
         mut req: Request<Incoming>,
         opts: SendOptions,
-    ) -> Result<Response<Incoming>, Rejection> {
+    ) -> Result<Response<Incoming>, GateError> {
         let (client, version) = self.pick(&req, opts)?;
         // The upstream's version is the gate's choice, not the client's.
         *req.version_mut() = version;
@@ -894,27 +938,27 @@ impl Upstream {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
                 if is_timeout(&e) {
-                    Err(Rejection::GatewayTimeout(
-                        "upstream connect timed out".into(),
-                    ))
+                    Err(timeout("upstream connect timed out"))
                 } else if e.is_connect() {
-                    Err(Rejection::BadGateway(
-                        "upstream refused the connection".into(),
-                    ))
+                    Err(failed("upstream refused the connection"))
                 } else if version == Version::HTTP_2 {
                     debug!("upstream HTTP/2 request failed: {e:?}");
-                    Err(Rejection::BadGateway(
-                        "upstream failed (over HTTP/2)".into(),
-                    ))
+                    Err(failed("upstream failed (over HTTP/2)"))
                 } else {
-                    Err(Rejection::BadGateway("upstream failed".into()))
+                    Err(failed("upstream failed"))
                 }
             }
-            Err(_) => Err(Rejection::GatewayTimeout(
-                "upstream did not answer in time".into(),
-            )),
+            Err(_) => Err(timeout("upstream did not answer in time")),
         }
     }
+}
+
+fn failed(why: impl Into<std::borrow::Cow<'static, str>>) -> GateError {
+    GateError::Upstream(UpstreamError::Failed(why.into()))
+}
+
+fn timeout(why: &'static str) -> GateError {
+    GateError::Upstream(UpstreamError::Timeout(why))
 }
 
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -19,7 +19,7 @@ use crate::gate::{Denial, decide};
 use crate::metrics::{self, Decision};
 use crate::observe::{self, AccessRecord, Observation, Observed};
 use crate::request_id::{self, X_REQUEST_ID};
-use crate::respond::Rejection;
+use crate::respond::{GateError, Style, respond};
 use crate::state::{Shared, State};
 
 /// The first present header among `names`, as text.
@@ -57,11 +57,11 @@ pub async fn handle(
     let (mut resp, decision, reason, user) =
         match answer(&state, req.headers(), observation.access.as_deref_mut()).await {
             Ok((resp, reason, user)) => (resp, Decision::Allow, reason, user),
-            Err((rej, reason, user)) => (
-                rej.into_response(&state.config.auth.realm),
-                Decision::Deny,
-                reason,
-                user,
+            Err(d) => (
+                respond(&d.error, Style::Gate, &state.config.auth.realm),
+                d.error.decision(),
+                d.error.reason(),
+                d.user,
             ),
         };
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
@@ -88,13 +88,8 @@ async fn answer(
     headers: &HeaderMap,
     access: Option<&mut AccessRecord>,
 ) -> Result<(Response<Full<Bytes>>, &'static str, Option<String>), Denial> {
-    let bad = |d: &str| {
-        (
-            Rejection::InvalidRequest(d.to_string()),
-            "bad_request",
-            None,
-        )
-    };
+    let bad = |d: &'static str| Denial::from(GateError::Described(d));
+    let bad_path = |d: String| Denial::from(GateError::Path(d.into()));
     // The verdict must hold for the request the ingress will forward, which
     // is the URI as described, not the gate's normal form of it: so the
     // description must already be normal (a method is required too; a
@@ -109,11 +104,7 @@ async fn answer(
     let raw = first(headers, &["x-forwarded-uri", "x-original-uri"])
         .ok_or_else(|| bad("missing X-Forwarded-Uri or X-Original-URI"))?;
     if raw.contains('#') {
-        return Err((
-            Rejection::InvalidRequest(crate::uri::PathError::Fragment.to_string()),
-            "bad_path",
-            None,
-        ));
+        return Err(bad_path(crate::uri::PathError::Fragment.to_string()));
     }
     let uri: http::Uri = raw
         .parse()
@@ -121,17 +112,12 @@ async fn answer(
     // Path parameters are refused here whatever `paths.allow_path_parameters`
     // says: the ingress forwards them as they are, so the backend would not
     // see the path the verdict was given for.
-    let path = crate::uri::normalize_path(uri.path())
-        .map_err(|e| (Rejection::InvalidRequest(e.to_string()), "bad_path", None))?;
+    let path = crate::uri::normalize_path(uri.path()).map_err(|e| bad_path(e.to_string()))?;
     if path != uri.path() {
-        return Err((
-            Rejection::InvalidRequest(
-                "the described path is not in normal form (dot segments, //, or encoded \
-                 characters); the ingress would forward another spelling than the one decided on"
-                    .into(),
-            ),
-            "bad_path",
-            None,
+        return Err(bad_path(
+            "the described path is not in normal form (dot segments, //, or encoded \
+             characters); the ingress would forward another spelling than the one decided on"
+                .into(),
         ));
     }
     let route = state.policy.route(&method, &path);

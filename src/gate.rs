@@ -1,26 +1,26 @@
 //! The one place that sequences a request's phases:
 //! route → token (or an exemption) → verify → authorize → forward.
-//! Any phase may end the request with a `Rejection`, answered by `respond`.
+//! Any phase may end the request with a `GateError`, answered by `respond`.
+//! The work of each phase lives in its module; this one only orders them
+//! and keeps the request's context (`Ctx`) for the access log and metrics.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{HOST, USER_AGENT};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response};
 use http_body_util::Either;
 use hyper::body::{Body, Incoming};
-use hyper_util::rt::TokioIo;
-use tracing::debug;
 
-use crate::auth::bearer::{self, ExtractError, TokenSource};
-use crate::auth::{Identity, VerifyError};
+use crate::auth::Identity;
+use crate::auth::bearer::{self, TokenSource};
 use crate::forward::{self, ConnInfo, GateBody};
 use crate::metrics;
 use crate::observe::{self, AccessRecord, Observation, Observed};
-use crate::policy::{self, Denied};
+use crate::policy;
 use crate::request_id::{self, X_REQUEST_ID};
-use crate::respond::Rejection;
+use crate::respond::{GateError, Style, respond};
 use crate::state::{Shared, State};
 
 /// Why a request was let through (for metrics and the access log).
@@ -76,27 +76,21 @@ pub async fn handle(
     let access = tracing::enabled!(target: "jwtgate::access", tracing::Level::INFO)
         .then(|| access_record(&state, &req, &conn, &request_id));
     let mut observation = Observation::start(&shared.metrics.proxy, access);
-    let mut trail = Trail {
+    let mut ctx = Ctx {
         logging: observation.access.is_some(),
-        ..Trail::default()
+        ..Ctx::default()
     };
-    let (mut resp, user, reason, decision) = match run(&state, &shared, conn, req, grpc, &mut trail)
-        .await
-    {
-        Ok((resp, allow, user)) => (resp, user, allow.reason(), metrics::Decision::Allow),
-        Err((rej, reason, user)) => {
-            // The upstream failing after an allow is not a denial.
-            let decision = match rej {
-                Rejection::BadGateway(_) | Rejection::GatewayTimeout(_) => metrics::Decision::Error,
-                _ => metrics::Decision::Deny,
+    let (mut resp, reason, decision) = match run(&state, &shared, conn, req, grpc, &mut ctx).await {
+        Ok((resp, allow)) => (resp, allow.reason(), metrics::Decision::Allow),
+        Err(err) => {
+            let style = match grpc {
+                Some(call) => Style::Grpc {
+                    deadline_given: call.deadline.is_some(),
+                },
+                None => Style::Gate,
             };
-            let realm = &state.config.auth.realm;
-            let resp = match grpc {
-                Some(call) => rej.into_grpc_response(realm, call.deadline.is_some()),
-                None => rej.into_response(realm),
-            }
-            .map(Either::Right);
-            (resp, user, reason, decision)
+            let resp = respond(&err, style, &state.config.auth.realm).map(Either::Right);
+            (resp, err.reason(), err.decision())
         }
     };
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
@@ -105,12 +99,7 @@ pub async fn handle(
         .metrics
         .count_request(metrics::PROXY, decision, reason, status);
     if let Some(a) = observation.access.as_deref_mut() {
-        a.user = user;
-        a.reason = reason;
-        a.status = status;
-        a.route = trail.route;
-        a.upstream_status = trail.upstream_status;
-        a.upstream_us = trail.upstream_us;
+        ctx.fill(a, reason, status);
     }
     Ok(resp.map(|body| observation.respond(decision, body)))
 }
@@ -151,18 +140,32 @@ fn access_record(
     })
 }
 
-/// What the phases learn on the way that the access log reports.
+/// One request's context: what the phases learn on the way, read once at
+/// the end by the access log (metrics take the reason and status).
 #[derive(Default)]
-pub(crate) struct Trail {
+pub(crate) struct Ctx {
     /// Fill in what only the log reads (it allocates).
     pub(crate) logging: bool,
+    /// The verified user, once there is one (a refusal by policy names it).
+    pub(crate) user: Option<String>,
     pub(crate) route: Option<String>,
     pub(crate) upstream_status: Option<u16>,
     pub(crate) upstream_us: Option<u64>,
 }
 
-#[doc(hidden)]
-pub type Denial = (Rejection, &'static str, Option<String>);
+impl Ctx {
+    /// Hands what was learnt to the access-log record.
+    pub(crate) fn fill(self, a: &mut AccessRecord, reason: &'static str, status: u16) {
+        a.user = self.user;
+        a.reason = reason;
+        a.status = status;
+        if self.route.is_some() {
+            a.route = self.route;
+        }
+        a.upstream_status = self.upstream_status;
+        a.upstream_us = self.upstream_us;
+    }
+}
 
 async fn run(
     state: &State,
@@ -170,79 +173,62 @@ async fn run(
     conn: ConnInfo,
     mut req: Request<Incoming>,
     grpc: Option<crate::grpc::GrpcCall>,
-    trail: &mut Trail,
-) -> Result<(Response<GateBody>, Allow, Option<String>), Denial> {
+    ctx: &mut Ctx,
+) -> Result<(Response<GateBody>, Allow), GateError> {
     // Phase 0: a request with one meaning. CONNECT would make the gate a
     // tunnel to wherever the client names; two hosts are two meanings.
     if req.method() == Method::CONNECT {
-        return Err((
-            Rejection::MethodNotAllowed("CONNECT is not supported".into()),
-            "bad_method",
-            None,
-        ));
+        return Err(GateError::Connect);
     }
-    forward::check_host(&req)
-        .map_err(|d| (Rejection::InvalidRequest(d.into()), "bad_host", None))?;
+    forward::check_host(&req).map_err(GateError::Host)?;
     // The client as the gate decides it (`forward.trusted_proxies`): what
     // the login limiter counts, and what X-Forwarded-For ends with.
     let view = state.headers.client_view(conn.peer.ip(), req.headers());
-    let client_conn = ConnInfo {
-        peer: std::net::SocketAddr::new(view.client, conn.peer.port()),
-        ..conn
-    };
     // One spelling of the path for every decision below, and the one that
     // is forwarded. (A Uri clone shares its bytes; it lets the path borrow.)
     let original_uri = req.uri().clone();
     let path = crate::uri::normalize_path_with(original_uri.path(), state.path_rules)
-        .map_err(|e| (Rejection::InvalidRequest(e.to_string()), "bad_path", None))?;
+        .map_err(|e| GateError::Path(e.to_string().into()))?;
     let query = original_uri.query();
 
     // Token endpoints are answered here and never forwarded.
     if let Some(issuer) = &state.issuer
         && issuer.handles(&path)
     {
-        let resp = issuer.handle(state, client_conn, &path, req).await;
-        let outcome = match resp.status().as_u16() {
-            200..=299 => "ok",
-            429 => "rate_limited",
-            400..=499 => "refused",
-            _ => "error",
+        let client = ConnInfo {
+            peer: std::net::SocketAddr::new(view.client, conn.peer.port()),
+            ..conn
         };
-        shared
-            .metrics
-            .issued
-            .get_or_create(&crate::metrics::EndpointLabels {
-                endpoint: issuer.endpoint_name(&path),
-                outcome,
-            })
-            .inc();
-        return Ok((resp.map(Either::Right), Allow::Issuer, None));
+        let resp = issuer
+            .handle(state, &shared.metrics, client, &path, req)
+            .await;
+        return Ok((resp.map(Either::Right), Allow::Issuer));
     }
 
     // Phase 1: route.
     let route = state.policy.route(req.method(), &path);
-    if trail.logging {
-        trail.route = route.map(|r| r.pattern().to_owned());
+    if ctx.logging {
+        ctx.route = route.map(|r| r.pattern().to_owned());
     }
 
     // Phases 2-4: token, or an exemption; verify; authorise.
-    let decision = decide(state, req.method(), req.headers(), &path, query, route).await?;
-    let user = decision.identity.as_ref().map(|i| i.user.clone());
+    let decision = decide(state, req.method(), req.headers(), &path, query, route)
+        .await
+        .map_err(|d| {
+            ctx.user = d.user;
+            d.error
+        })?;
+    ctx.user = decision.identity.as_ref().map(|i| i.user.clone());
 
     // Phase 5: the request the upstream receives.
-    let upgrade = state.headers.upgrade_for(&req);
-    let uri = state
-        .upstream
-        .uri_for(&path, decision.query.as_deref())
-        .map_err(|r| (r, "bad_path", user.clone()))?;
-    forward::prepare(
+    let uri = state.upstream.uri_for(&path, decision.query.as_deref())?;
+    let upgrade = forward::prepare(
         &state.headers,
         &mut req,
         forward::Verdict {
             identity: decision.identity.as_deref(),
             keep_authorization: state.config.auth.forward_token
                 && matches!(decision.token_source, Some(TokenSource::Header)),
-            upgrade: upgrade.as_ref(),
         },
         &view,
         conn.tls,
@@ -250,7 +236,6 @@ async fn run(
     );
 
     // Phase 6: upstream.
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let send = forward::SendOptions {
         grpc: grpc.is_some(),
         deadline: grpc.and_then(|g| g.deadline),
@@ -262,46 +247,28 @@ async fn run(
         .metrics
         .upstream_seconds
         .observe(waited.as_secs_f64());
-    trail.upstream_us = Some(waited.as_micros() as u64);
+    ctx.upstream_us = Some(u64::try_from(waited.as_micros()).unwrap_or(u64::MAX));
     if let Ok(resp) = &upstream {
-        trail.upstream_status = Some(resp.status().as_u16());
+        ctx.upstream_status = Some(resp.status().as_u16());
     }
-    let mut resp = upstream.map_err(|r| {
-        let reason = if r.status() == StatusCode::GATEWAY_TIMEOUT {
-            "upstream_timeout"
-        } else {
-            "upstream_error"
-        };
-        (r, reason, user.clone())
-    })?;
-    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // Only the protocol that was asked for, and allowed, may be spliced:
-        // anything else would hand the connection to a protocol the gate
-        // never sees into.
-        if let (Some(client_upgrade), Some(asked)) = (client_upgrade, &upgrade)
-            && forward::HeaderRules::upgrade_accepted(asked, resp.headers())
-        {
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client, upstream)) => {
-                        let mut client = TokioIo::new(client);
-                        let mut upstream = TokioIo::new(upstream);
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                    }
-                    Err(e) => debug!("upgrade failed: {e}"),
-                }
-            });
-            return Ok((resp.map(Either::Left), decision.allow, user));
-        }
-        return Err((
-            Rejection::BadGateway("upstream switched to a protocol that was not asked for".into()),
-            "upstream_error",
-            user,
-        ));
+    // Phase 7: the response, and the tunnel when an upgrade was accepted.
+    let resp = forward::finish(upstream?, upgrade)?;
+    Ok((resp.map(Either::Left), decision.allow))
+}
+
+/// A refusal by the decision phases, with the user when one was verified
+/// (a refusal by policy names who was refused).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Denial {
+    pub error: GateError,
+    pub user: Option<String>,
+}
+
+impl From<GateError> for Denial {
+    fn from(error: GateError) -> Self {
+        Denial { error, user: None }
     }
-    forward::remove_hop_by_hop(resp.headers_mut());
-    Ok((resp.map(Either::Left), decision.allow, user))
 }
 
 /// Phases 2–4: an exemption, or a verified and authorised token. Shared
@@ -329,64 +296,42 @@ pub async fn decide(
             }
         })
     };
+    let exempt = |allow, extra| Decision {
+        allow,
+        identity: None,
+        query: clean_query(extra),
+        token_source: None,
+    };
     if state.policy.status_exempt(method, path, query) {
-        return Ok(Decision {
-            allow: Allow::Status,
-            identity: None,
-            query: clean_query(Some("token")),
-            token_source: None,
-        });
+        return Ok(exempt(Allow::Status, Some("token")));
     }
     if route.is_some_and(|r| r.auth == crate::config::RouteAuth::None) {
-        return Ok(Decision {
-            allow: Allow::Public,
-            identity: None,
-            query: clean_query(None),
-            token_source: None,
-        });
+        return Ok(exempt(Allow::Public, None));
     }
     if state.policy.cors_preflight_exempt(method, headers, path) {
-        return Ok(Decision {
-            allow: Allow::Preflight,
-            identity: None,
-            query: clean_query(None),
-            token_source: None,
-        });
+        return Ok(exempt(Allow::Preflight, None));
     }
 
     // Phase 2: the token.
-    let found = bearer::extract(headers, query, &state.token_sources).map_err(|e| match e {
-        ExtractError::Ambiguous(d) => {
-            (Rejection::InvalidRequest(d.into()), "ambiguous_token", None)
-        }
-        ExtractError::Malformed => (
-            Rejection::InvalidToken("malformed bearer credential".into()),
-            "malformed",
-            None,
-        ),
-    })?;
-    let Some(found) = found else {
-        return Err((Rejection::NoToken, "no_token", None));
-    };
+    let found = bearer::extract(headers, query, &state.token_sources)
+        .map_err(GateError::Extract)?
+        .ok_or(GateError::NoToken)?;
 
     // Phase 3: verify (observed in the verify histogram by the verifier,
     // which alone knows a cache hit from a signature check).
-    let verified = state.verifier.verify(&found.token).await;
-    let identity = verified.map_err(|e| (rejection_for(&e), e.reason(), None))?;
+    let identity = state
+        .verifier
+        .verify(&found.token)
+        .await
+        .map_err(GateError::Verify)?;
 
     // Phase 4: authorise.
-    state.policy.authorize(&identity, route).map_err(|d| {
-        let reason = match d {
-            Denied::UserNotAllowed => "user_not_allowed",
-            Denied::MissingClaim(_) => "missing_claim",
-            Denied::MissingScope(_) => "missing_scope",
-        };
-        (
-            Rejection::Forbidden(d.to_string()),
-            reason,
-            Some(identity.user.clone()),
-        )
-    })?;
+    if let Err(d) = state.policy.authorize(&identity, route) {
+        return Err(Denial {
+            error: GateError::Policy(d),
+            user: Some(identity.user.clone()),
+        });
+    }
 
     Ok(Decision {
         allow: Allow::Token,
@@ -394,16 +339,4 @@ pub async fn decide(
         query: clean_query(None),
         token_source: Some(found.source),
     })
-}
-
-/// A failed verification as the client sees it.
-pub fn rejection_for(e: &VerifyError) -> Rejection {
-    match e {
-        VerifyError::KeysUnavailable { retry_after }
-        | VerifyError::RevocationsStale { retry_after } => Rejection::Unavailable {
-            description: e.to_string(),
-            retry_after: *retry_after,
-        },
-        other => Rejection::InvalidToken(other.to_string()),
-    }
 }

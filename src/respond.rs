@@ -1,137 +1,321 @@
-//! The one place where a rejection becomes an HTTP response.
+//! The one place where an error becomes an HTTP response.
 //!
-//! Every response jwtgate makes itself carries `x-jwtgate-error: CODE`, so
-//! that operators (and tests) can tell the gate's answers from the backend's.
+//! Every phase that can end a request says *why* with a [`GateError`];
+//! [`respond`] alone decides what the client sees: the status, the
+//! `WWW-Authenticate` challenge, `Retry-After`, and the body in the style of
+//! the endpoint asked (the gate's JSON, gRPC's trailers-only answer, or the
+//! token endpoints' OAuth2/REST JSON). Every response jwtgate makes itself
+//! carries `x-jwtgate-error: CODE`, so that operators (and tests) can tell
+//! the gate's answers from the backend's.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::auth::VerifyError;
+use crate::auth::bearer::ExtractError;
+use crate::metrics::Decision;
+use crate::policy::Denied;
+
 pub const ERROR_HEADER: &str = "x-jwtgate-error";
 
-/// A request ended by the gate.
-#[derive(Debug, Clone)]
-pub enum Rejection {
-    /// No token at all: RFC 6750 §3.1, no error attribute.
+/// Why the gate ended a request, by the phase that ended it.
+#[derive(Debug)]
+pub enum GateError {
+    /// CONNECT: the gate is never a tunnel to where the client names.
+    Connect,
+    /// Two `Host` headers, or one that disagrees with the target.
+    Host(&'static str),
+    /// A forward-auth request whose description cannot be decided on.
+    Described(&'static str),
+    /// A path (or target) with more than one meaning, or none.
+    Path(Cow<'static, str>),
+    /// No token where one is needed.
     NoToken,
-    InvalidToken(String),
-    InvalidRequest(String),
-    /// A method the gate never forwards (CONNECT): 405.
-    MethodNotAllowed(String),
-    Forbidden(String),
-    Unavailable {
-        description: String,
-        retry_after: u64,
-    },
-    BadGateway(String),
-    GatewayTimeout(String),
+    /// A token that cannot be told apart (two of them, or not token68).
+    Extract(ExtractError),
+    Verify(VerifyError),
+    Policy(Denied),
+    /// The request was allowed and the upstream failed it.
+    Upstream(UpstreamError),
+    /// A token endpoint's own refusal (bad grant, too many logins, ...).
+    Endpoint(EndpointError),
 }
 
-impl Rejection {
+/// The upstream failing an allowed request.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No response head within the time allowed: 504.
+    Timeout(&'static str),
+    /// Refused, reset, or answered with what was not asked for: 502.
+    Failed(Cow<'static, str>),
+}
+
+/// A token endpoint's refusal, in the terms of RFC 6749 §5.2.
+#[derive(Debug)]
+pub struct EndpointError {
+    status: StatusCode,
+    code: &'static str,
+    text: Cow<'static, str>,
+    retry_after: Option<u64>,
+    allow: Option<&'static str>,
+}
+
+impl GateError {
+    /// A token endpoint's refusal with this status and OAuth2 error code.
+    pub fn endpoint(
+        status: StatusCode,
+        code: &'static str,
+        text: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        GateError::Endpoint(EndpointError {
+            status,
+            code,
+            text: text.into(),
+            retry_after: None,
+            allow: None,
+        })
+    }
+
+    /// A token endpoint's 400 `invalid_request`.
+    pub fn bad_request(text: impl Into<Cow<'static, str>>) -> Self {
+        Self::endpoint(StatusCode::BAD_REQUEST, "invalid_request", text)
+    }
+
+    /// The same refusal, saying when to come back.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        if let GateError::Endpoint(e) = &mut self {
+            e.retry_after = Some(secs);
+        }
+        self
+    }
+
+    /// The same refusal, naming the methods that are accepted (405).
+    pub fn with_allow(mut self, methods: &'static str) -> Self {
+        if let GateError::Endpoint(e) = &mut self {
+            e.allow = Some(methods);
+        }
+        self
+    }
+
+    /// The status the client is given.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Rejection::NoToken | Rejection::InvalidToken(_) => StatusCode::UNAUTHORIZED,
-            Rejection::InvalidRequest(_) => StatusCode::BAD_REQUEST,
-            Rejection::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Rejection::Forbidden(_) => StatusCode::FORBIDDEN,
-            Rejection::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Rejection::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Rejection::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-        }
+        self.answer().status
     }
 
+    /// The error code (`invalid_token`, ...) of the body and `x-jwtgate-error`.
     pub fn code(&self) -> &'static str {
+        self.answer().code
+    }
+
+    /// The words the client is given.
+    pub fn description(&self) -> String {
+        self.answer().text.into_owned()
+    }
+
+    /// The label of metrics and the access log.
+    pub fn reason(&self) -> &'static str {
         match self {
-            Rejection::NoToken => "unauthorized",
-            Rejection::InvalidToken(_) => "invalid_token",
-            Rejection::InvalidRequest(_) | Rejection::MethodNotAllowed(_) => "invalid_request",
-            Rejection::Forbidden(_) => "insufficient_scope",
-            Rejection::Unavailable { .. } => "temporarily_unavailable",
-            Rejection::BadGateway(_) => "bad_gateway",
-            Rejection::GatewayTimeout(_) => "gateway_timeout",
+            GateError::Connect => "bad_method",
+            GateError::Host(_) => "bad_host",
+            GateError::Described(_) => "bad_request",
+            GateError::Path(_) => "bad_path",
+            GateError::NoToken => "no_token",
+            GateError::Extract(ExtractError::Ambiguous(_)) => "ambiguous_token",
+            GateError::Extract(ExtractError::Malformed) => "malformed",
+            GateError::Verify(e) => e.reason(),
+            GateError::Policy(Denied::UserNotAllowed) => "user_not_allowed",
+            GateError::Policy(Denied::MissingClaim(_)) => "missing_claim",
+            GateError::Policy(Denied::MissingScope(_)) => "missing_scope",
+            GateError::Upstream(UpstreamError::Timeout(_)) => "upstream_timeout",
+            GateError::Upstream(UpstreamError::Failed(_)) => "upstream_error",
+            GateError::Endpoint(e) => e.code,
         }
     }
 
-    pub fn description(&self) -> &str {
+    /// How the request counts: the upstream failing after an allow is an
+    /// error, not a denial.
+    pub fn decision(&self) -> Decision {
         match self {
-            Rejection::NoToken => "a bearer token is required",
-            Rejection::InvalidToken(d)
-            | Rejection::InvalidRequest(d)
-            | Rejection::MethodNotAllowed(d)
-            | Rejection::Forbidden(d)
-            | Rejection::BadGateway(d)
-            | Rejection::GatewayTimeout(d) => d,
-            Rejection::Unavailable { description, .. } => description,
+            GateError::Upstream(_) => Decision::Error,
+            _ => Decision::Deny,
         }
     }
 
-    fn www_authenticate(&self, realm: &str) -> Option<String> {
-        let realm = quote(realm);
+    /// The status, code and words the client is given.
+    fn answer(&self) -> Answer<'_> {
+        let invalid_request = |text: Cow<'static, str>| Answer {
+            challenge: Challenge::Error,
+            ..Answer::new(StatusCode::BAD_REQUEST, "invalid_request", text)
+        };
         match self {
-            Rejection::NoToken => Some(format!("Bearer realm=\"{realm}\"")),
-            Rejection::InvalidToken(d) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_token\", error_description=\"{}\"",
-                quote(d)
-            )),
-            Rejection::InvalidRequest(d) | Rejection::MethodNotAllowed(d) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_request\", error_description=\"{}\"",
-                quote(d)
-            )),
-            Rejection::Forbidden(d) => Some(format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", error_description=\"{}\"",
-                quote(d)
-            )),
-            _ => None,
+            GateError::Connect => Answer {
+                status: StatusCode::METHOD_NOT_ALLOWED,
+                ..invalid_request("CONNECT is not supported".into())
+            },
+            GateError::Host(d) | GateError::Described(d) => invalid_request((*d).into()),
+            GateError::Path(d) => invalid_request(Cow::Owned(d.to_string())),
+            GateError::Extract(ExtractError::Ambiguous(d)) => invalid_request((*d).into()),
+            GateError::NoToken => Answer {
+                challenge: Challenge::Plain,
+                ..Answer::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a bearer token is required".into(),
+                )
+            },
+            GateError::Extract(ExtractError::Malformed) => {
+                invalid_token(Cow::Borrowed("malformed bearer credential"))
+            }
+            GateError::Verify(
+                e @ (VerifyError::KeysUnavailable { retry_after }
+                | VerifyError::RevocationsStale { retry_after }),
+            ) => Answer {
+                retry_after: Some(*retry_after),
+                ..Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    e.to_string().into(),
+                )
+            },
+            GateError::Verify(e) => invalid_token(e.to_string().into()),
+            GateError::Policy(d) => Answer {
+                challenge: Challenge::Error,
+                ..Answer::new(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    d.to_string().into(),
+                )
+            },
+            GateError::Upstream(UpstreamError::Timeout(d)) => {
+                Answer::new(StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", (*d).into())
+            }
+            GateError::Upstream(UpstreamError::Failed(d)) => Answer::new(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                Cow::Owned(d.to_string()),
+            ),
+            GateError::Endpoint(e) => Answer {
+                retry_after: e.retry_after,
+                allow: e.allow,
+                ..Answer::new(e.status, e.code, Cow::Borrowed(&e.text))
+            },
         }
-    }
-
-    /// The response (hyper leaves the body out for HEAD requests).
-    /// The headers every rendering of a refusal carries: the marker, the
-    /// `WWW-Authenticate` challenge and `Retry-After`.
-    fn mark(&self, h: &mut http::HeaderMap, realm: &str) {
-        h.insert(ERROR_HEADER, HeaderValue::from_static(self.code()));
-        if let Some(v) = self
-            .www_authenticate(realm)
-            .and_then(|v| HeaderValue::from_str(&v).ok())
-        {
-            h.insert(WWW_AUTHENTICATE, v);
-        }
-        if let Rejection::Unavailable { retry_after, .. } = self {
-            h.insert(RETRY_AFTER, HeaderValue::from(*retry_after));
-        }
-    }
-
-    pub fn into_response(self, realm: &str) -> Response<Full<Bytes>> {
-        let body = serde_json::json!({
-            "error": self.code(),
-            "error_description": self.description(),
-        });
-        let mut resp = json_response(self.status(), &body);
-        let h = resp.headers_mut();
-        self.mark(h, realm);
-        resp
     }
 }
 
-impl Rejection {
-    /// The same refusal for a gRPC client, which reads only `grpc-status`:
-    /// a trailers-only response (HTTP 200, no body, the status in the one
-    /// HEADERS frame). `grpc-message` is the description, and the
-    /// `WWW-Authenticate` challenge, `Retry-After` and `x-jwtgate-error`
-    /// stay as metadata. `deadline_given`: the client sent `grpc-timeout`,
-    /// so a 504 is DEADLINE_EXCEEDED.
-    pub fn into_grpc_response(self, realm: &str, deadline_given: bool) -> Response<Full<Bytes>> {
-        let mut resp = Response::new(Full::new(Bytes::new()));
-        let status = crate::grpc::status_for(self.status().as_u16(), deadline_given);
-        let h = resp.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        h.insert("grpc-status", HeaderValue::from(status));
-        if let Ok(v) = HeaderValue::from_str(&crate::grpc::encode_message(self.description())) {
-            h.insert("grpc-message", v);
+fn invalid_token<'a>(text: Cow<'a, str>) -> Answer<'a> {
+    Answer {
+        challenge: Challenge::Error,
+        ..Answer::new(StatusCode::UNAUTHORIZED, "invalid_token", text)
+    }
+}
+
+/// Which `WWW-Authenticate` challenge an answer carries (RFC 6750 §3).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Challenge {
+    None,
+    /// No credentials were sent: no error attribute (§3.1).
+    Plain,
+    /// With `error` and `error_description`.
+    Error,
+}
+
+struct Answer<'a> {
+    status: StatusCode,
+    code: &'static str,
+    text: Cow<'a, str>,
+    challenge: Challenge,
+    retry_after: Option<u64>,
+    allow: Option<&'static str>,
+}
+
+impl<'a> Answer<'a> {
+    fn new(status: StatusCode, code: &'static str, text: Cow<'a, str>) -> Self {
+        Answer {
+            status,
+            code,
+            text,
+            challenge: Challenge::None,
+            retry_after: None,
+            allow: None,
         }
-        self.mark(h, realm);
-        resp
+    }
+}
+
+/// How the endpoint that was asked says a refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// The proxy and forward-auth listeners: `{"error", "error_description"}`
+    /// with the bearer challenge.
+    Gate,
+    /// A gRPC client, which reads only `grpc-status`: a trailers-only
+    /// response. `deadline_given`: the client sent `grpc-timeout`, so a 504
+    /// is DEADLINE_EXCEEDED.
+    Grpc { deadline_given: bool },
+    /// The OAuth2 token and revocation endpoints (RFC 6749 §5.2).
+    OAuth,
+    /// The Ampho-style REST endpoints: `{"error", "message"}`.
+    Rest,
+}
+
+/// The response to `err` in `style` (hyper leaves the body out for HEAD).
+pub fn respond(err: &GateError, style: Style, realm: &str) -> Response<Full<Bytes>> {
+    let a = err.answer();
+    let mut resp = match style {
+        Style::Grpc { deadline_given } => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            let status = crate::grpc::status_for(a.status.as_u16(), deadline_given);
+            let h = resp.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert("grpc-status", HeaderValue::from(status));
+            if let Ok(v) = HeaderValue::from_str(&crate::grpc::encode_message(&a.text)) {
+                h.insert("grpc-message", v);
+            }
+            resp
+        }
+        Style::Gate | Style::OAuth => json_response(
+            a.status,
+            &serde_json::json!({"error": a.code, "error_description": a.text}),
+        ),
+        Style::Rest => json_response(
+            a.status,
+            &serde_json::json!({"error": a.code, "message": a.text}),
+        ),
+    };
+    let h = resp.headers_mut();
+    h.insert(ERROR_HEADER, HeaderValue::from_static(a.code));
+    if matches!(style, Style::Gate | Style::Grpc { .. })
+        && let Some(v) = challenge(&a, realm).and_then(|v| HeaderValue::from_str(&v).ok())
+    {
+        h.insert(WWW_AUTHENTICATE, v);
+    }
+    if matches!(style, Style::OAuth | Style::Rest) {
+        // The HTTP/1.0 cache header RFC 6749 §5.1 asks of token responses.
+        h.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    if let Some(s) = a.retry_after {
+        h.insert(RETRY_AFTER, HeaderValue::from(s));
+    }
+    if let Some(m) = a.allow {
+        h.insert(ALLOW, HeaderValue::from_static(m));
+    }
+    resp
+}
+
+fn challenge(a: &Answer<'_>, realm: &str) -> Option<String> {
+    let realm = quote(realm);
+    match a.challenge {
+        Challenge::None => None,
+        Challenge::Plain => Some(format!("Bearer realm=\"{realm}\"")),
+        Challenge::Error => Some(format!(
+            "Bearer realm=\"{realm}\", error=\"{}\", error_description=\"{}\"",
+            a.code,
+            quote(&a.text)
+        )),
     }
 }
 
@@ -158,18 +342,29 @@ mod tests {
 
     #[test]
     fn no_token_has_no_error_attribute() {
-        let r = Rejection::NoToken.into_response("jwtgate");
+        let r = respond(&GateError::NoToken, Style::Gate, "jwtgate");
         assert_eq!(r.status(), 401);
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"jwtgate\"");
+        assert_eq!(r.headers()[ERROR_HEADER], "unauthorized");
     }
 
     #[test]
     fn grpc_rejection_is_trailers_only() {
         use hyper::body::Body;
-        let r = Rejection::Forbidden("missing scope \"a b\"".into()).into_grpc_response("r", false);
+        let denied = GateError::Policy(Denied::MissingScope("\"a b\"".into()));
+        let r = respond(
+            &denied,
+            Style::Grpc {
+                deadline_given: false,
+            },
+            "r",
+        );
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["grpc-status"], "7");
-        assert_eq!(r.headers()["grpc-message"], "missing scope \"a b\"");
+        assert_eq!(
+            r.headers()["grpc-message"],
+            "required scope \"a b\" is missing"
+        );
         assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
         assert!(
             r.headers()[WWW_AUTHENTICATE]
@@ -178,23 +373,43 @@ mod tests {
                 .contains("insufficient_scope")
         );
         assert!(r.body().is_end_stream());
-        let t = Rejection::GatewayTimeout("slow".into());
-        assert_eq!(
-            t.clone().into_grpc_response("r", true).headers()["grpc-status"],
-            "4"
-        );
-        assert_eq!(
-            t.into_grpc_response("r", false).headers()["grpc-status"],
-            "14"
-        );
+        let t = GateError::Upstream(UpstreamError::Timeout("slow"));
+        let grpc = |deadline_given| Style::Grpc { deadline_given };
+        assert_eq!(respond(&t, grpc(true), "r").headers()["grpc-status"], "4");
+        assert_eq!(respond(&t, grpc(false), "r").headers()["grpc-status"], "14");
+        assert_eq!(t.decision(), Decision::Error);
     }
 
     #[test]
     fn description_is_sanitised() {
-        let r = Rejection::InvalidToken("bad \"x\"\n".into()).into_response("r");
+        let r = respond(&GateError::Path("bad \"x\"\n".into()), Style::Gate, "r");
         assert_eq!(
             r.headers()[WWW_AUTHENTICATE],
-            "Bearer realm=\"r\", error=\"invalid_token\", error_description=\"bad x\""
+            "Bearer realm=\"r\", error=\"invalid_request\", error_description=\"bad x\""
         );
+    }
+
+    #[test]
+    fn keys_unavailable_is_503_with_retry_after_in_every_style() {
+        for style in [Style::Gate, Style::OAuth, Style::Rest] {
+            let e = GateError::Verify(VerifyError::KeysUnavailable { retry_after: 7 });
+            let r = respond(&e, style, "r");
+            assert_eq!(r.status(), 503);
+            assert_eq!(r.headers()[RETRY_AFTER], "7");
+            assert_eq!(r.headers()[ERROR_HEADER], "temporarily_unavailable");
+            assert_eq!(r.headers().contains_key(PRAGMA), style != Style::Gate);
+            assert!(!r.headers().contains_key(WWW_AUTHENTICATE));
+        }
+    }
+
+    #[test]
+    fn endpoint_refusals_keep_their_code_and_allow() {
+        let e = GateError::endpoint(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "x")
+            .with_allow("POST");
+        let r = respond(&e, Style::Rest, "r");
+        assert_eq!(r.status(), 405);
+        assert_eq!(r.headers()[ALLOW], "POST");
+        assert_eq!(e.reason(), "method_not_allowed");
+        assert!(!r.headers().contains_key(WWW_AUTHENTICATE));
     }
 }

@@ -22,11 +22,11 @@ use super::discovery;
 use super::limiter::slowdown;
 use super::users::MAX_USER_BYTES;
 use super::{Endpoints, Issued, SESSION_CLAIM};
-use crate::auth::VerifyError;
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::claims::now;
 use crate::forward::ConnInfo;
-use crate::respond::ERROR_HEADER;
+use crate::metrics::{EndpointLabels, Metrics};
+use crate::respond::{GateError, Style, respond};
 use crate::state::State;
 use crate::store::counters;
 
@@ -35,56 +35,6 @@ use crate::store::counters;
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest password accepted (argon2 hashes any length, but nobody types more).
 const MAX_PASSWORD_BYTES: usize = 4096;
-
-/// The two error styles: RFC 6749 §5.2 for the token endpoint,
-/// `{"error", "message"}` for the Ampho-style REST endpoints.
-#[derive(Clone, Copy)]
-enum Style {
-    OAuth,
-    Rest,
-}
-
-/// An answer that ends a request.
-struct Failure {
-    status: StatusCode,
-    code: &'static str,
-    text: String,
-    retry_after: Option<u64>,
-    allow: Option<&'static str>,
-}
-
-impl Failure {
-    fn new(status: StatusCode, code: &'static str, text: impl Into<String>) -> Self {
-        Failure {
-            status,
-            code,
-            text: text.into(),
-            retry_after: None,
-            allow: None,
-        }
-    }
-
-    fn bad_request(text: impl Into<String>) -> Self {
-        Failure::new(StatusCode::BAD_REQUEST, "invalid_request", text)
-    }
-
-    fn into_response(self, style: Style) -> Response<Full<Bytes>> {
-        let body = match style {
-            Style::OAuth => json!({"error": self.code, "error_description": self.text}),
-            Style::Rest => json!({"error": self.code, "message": self.text}),
-        };
-        let mut resp = json(self.status, &body);
-        let h = resp.headers_mut();
-        h.insert(ERROR_HEADER, HeaderValue::from_static(self.code));
-        if let Some(s) = self.retry_after {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        if let Some(a) = self.allow {
-            h.insert(header::ALLOW, HeaderValue::from_static(a));
-        }
-        resp
-    }
-}
 
 fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     // The gate's JSON reply (no-store), plus the HTTP/1.0 cache header
@@ -114,9 +64,9 @@ fn media_type(headers: &HeaderMap) -> String {
 }
 
 /// Reads a body of at most `max` bytes within `BODY_TIMEOUT`.
-async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Bytes), Failure> {
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Bytes), GateError> {
     let too_large = || {
-        Failure::new(
+        GateError::endpoint(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
             format!("the request body is larger than {max} bytes (issuer.max_body_bytes)"),
@@ -134,22 +84,22 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Byt
     let (parts, body) = req.into_parts();
     let collected = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, max).collect()).await;
     match collected {
-        Err(_) => Err(Failure::new(
+        Err(_) => Err(GateError::endpoint(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
             "the request body did not arrive in time",
         )),
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(_)) => Err(Failure::bad_request("the request body could not be read")),
+        Ok(Err(_)) => Err(GateError::bad_request("the request body could not be read")),
         Ok(Ok(c)) => Ok((parts.headers, c.to_bytes())),
     }
 }
 
 /// A form body (`application/x-www-form-urlencoded`, else 400), its fields.
-async fn read_form(req: Request<Incoming>, max: usize) -> Result<Vec<(String, String)>, Failure> {
+async fn read_form(req: Request<Incoming>, max: usize) -> Result<Vec<(String, String)>, GateError> {
     let (headers, body) = read_body(req, max).await?;
     if media_type(&headers) != "application/x-www-form-urlencoded" {
-        return Err(Failure::bad_request(
+        return Err(GateError::bad_request(
             "the body must be application/x-www-form-urlencoded",
         ));
     }
@@ -161,20 +111,20 @@ const MAX_FORM_FIELDS: usize = 32;
 
 /// A form body's fields; a repeated field is an error (RFC 6749 §3.2).
 /// Bounded and checked in linear time, before any password is hashed.
-fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
+fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, GateError> {
     let text = std::str::from_utf8(body)
-        .map_err(|_| Failure::bad_request("the form body is not UTF-8"))?;
+        .map_err(|_| GateError::bad_request("the form body is not UTF-8"))?;
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (k, v) in crate::uri::query_pairs(text) {
         if fields.len() == MAX_FORM_FIELDS {
-            return Err(Failure::bad_request(format!(
+            return Err(GateError::bad_request(format!(
                 "more than {MAX_FORM_FIELDS} form fields"
             )));
         }
         if !seen.insert(k.clone()) {
             let shown: String = k.chars().take(32).collect();
-            return Err(Failure::bad_request(format!(
+            return Err(GateError::bad_request(format!(
                 "parameter {shown:?} is repeated"
             )));
         }
@@ -186,7 +136,7 @@ fn form_fields(body: &[u8]) -> Result<Vec<(String, String)>, Failure> {
 /// `form_fields` for the fuzzer: the fields, or the refusal's text.
 #[doc(hidden)]
 pub fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, String> {
-    form_fields(body).map_err(|f| f.text)
+    form_fields(body).map_err(|f| f.description())
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -222,19 +172,52 @@ enum Refusal {
 }
 
 impl Endpoints {
-    /// Answers a request for one of the issuer's endpoints.
+    /// Answers a request for one of the issuer's endpoints, and counts it
+    /// in `jwtgate_issued_total` by endpoint and outcome.
     pub async fn handle(
+        &self,
+        state: &State,
+        metrics: &Metrics,
+        conn: ConnInfo,
+        path: &str,
+        req: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
+        let (result, style) = self.answer(state, conn, path, req).await;
+        let (resp, outcome) = match result {
+            Ok(resp) => (resp, "ok"),
+            Err(e) => {
+                let outcome = match e.status().as_u16() {
+                    429 => "rate_limited",
+                    500.. => "error",
+                    _ => "refused",
+                };
+                (respond(&e, style, ""), outcome)
+            }
+        };
+        metrics
+            .issued
+            .get_or_create(&EndpointLabels {
+                endpoint: self.endpoint_name(path),
+                outcome,
+            })
+            .inc();
+        resp
+    }
+
+    /// The answer, and the style its refusal is said in (a token endpoint's
+    /// refusal never carries a bearer challenge, so it needs no realm).
+    async fn answer(
         &self,
         state: &State,
         conn: ConnInfo,
         path: &str,
         req: Request<Incoming>,
-    ) -> Response<Full<Bytes>> {
+    ) -> (Result<Response<Full<Bytes>>, GateError>, Style) {
         if self.jwks_paths.iter().any(|p| p == path) {
-            return self.jwks(req.method());
+            return (self.jwks(req.method()), Style::OAuth);
         }
         if self.discovery_paths.iter().any(|p| p == path) {
-            return self.discovery(req, conn);
+            return (self.discovery(req, conn), Style::OAuth);
         }
         let style = if path == self.token_path || path == self.revoke_path {
             Style::OAuth
@@ -242,13 +225,13 @@ impl Endpoints {
             Style::Rest
         };
         if req.method() != Method::POST {
-            let mut f = Failure::new(
+            let f = GateError::endpoint(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "only POST is accepted here",
-            );
-            f.allow = Some("POST");
-            return f.into_response(style);
+            )
+            .with_allow("POST");
+            return (Err(f), style);
         }
         let result = if path == self.token_path {
             self.password_grant(conn, req).await
@@ -261,37 +244,39 @@ impl Endpoints {
         } else {
             self.renew(state, req).await
         };
-        result.unwrap_or_else(|f| f.into_response(style))
+        (result, style)
     }
 
-    fn jwks(&self, method: &Method) -> Response<Full<Bytes>> {
+    fn jwks(&self, method: &Method) -> Result<Response<Full<Bytes>>, GateError> {
         if method != Method::GET && method != Method::HEAD {
-            return get_only();
+            return Err(get_only());
         }
         // The shared secret is never published: there is nothing to show.
         let Some(jwks) = self.signer.jwks() else {
-            return Failure::new(
+            return Err(GateError::endpoint(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "this gate signs with a shared secret; it publishes no keys",
-            )
-            .into_response(Style::OAuth);
+            ));
         };
-        public(json(StatusCode::OK, &jwks), method)
+        Ok(public(json(StatusCode::OK, &jwks), method))
     }
 
-    fn discovery(&self, req: Request<Incoming>, conn: ConnInfo) -> Response<Full<Bytes>> {
+    fn discovery(
+        &self,
+        req: Request<Incoming>,
+        conn: ConnInfo,
+    ) -> Result<Response<Full<Bytes>>, GateError> {
         let method = req.method();
         if method != Method::GET && method != Method::HEAD {
-            return get_only();
+            return Err(get_only());
         }
         if !self.signer.is_asymmetric() {
-            return Failure::new(
+            return Err(GateError::endpoint(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "this gate signs with a shared secret; it cannot be discovered",
-            )
-            .into_response(Style::OAuth);
+            ));
         }
         let base = discovery::base_url(&self.issuer, req.headers(), req.uri(), conn.tls);
         let doc = discovery::document(
@@ -300,7 +285,7 @@ impl Endpoints {
             &self.token_path,
             crate::auth::signature::alg_name(self.signer.algorithm()),
         );
-        public(json(StatusCode::OK, &doc), method)
+        Ok(public(json(StatusCode::OK, &doc), method))
     }
 
     /// RFC 6749 §4.3: `grant_type=password&username=..&password=..`.
@@ -308,13 +293,13 @@ impl Endpoints {
         &self,
         conn: ConnInfo,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Failure> {
+    ) -> Result<Response<Full<Bytes>>, GateError> {
         let fields = read_form(req, self.max_body).await?;
         match field(&fields, "grant_type") {
-            None => return Err(Failure::bad_request("grant_type is missing")),
+            None => return Err(GateError::bad_request("grant_type is missing")),
             Some("password") => {}
             Some(_) => {
-                return Err(Failure::new(
+                return Err(GateError::endpoint(
                     StatusCode::BAD_REQUEST,
                     "unsupported_grant_type",
                     "only grant_type=password is supported",
@@ -330,7 +315,7 @@ impl Endpoints {
         self.check(&creds, conn.peer.ip(), "token")
             .await
             .map_err(|r| match r {
-                Refusal::BadCredentials => Failure::new(
+                Refusal::BadCredentials => GateError::endpoint(
                     StatusCode::BAD_REQUEST,
                     "invalid_grant",
                     "the user name or password is wrong",
@@ -353,12 +338,12 @@ impl Endpoints {
         &self,
         conn: ConnInfo,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Failure> {
+    ) -> Result<Response<Full<Bytes>>, GateError> {
         let (headers, body) = read_body(req, self.max_body).await?;
         let creds = match media_type(&headers).as_str() {
             "application/json" => {
                 let v: Value = serde_json::from_slice(&body)
-                    .map_err(|_| Failure::bad_request("the body is not valid JSON"))?;
+                    .map_err(|_| GateError::bad_request("the body is not valid JSON"))?;
                 let s = |k: &str| v.get(k).and_then(Value::as_str);
                 credentials(s("login").or(s("username")), s("password"), "login")?
             }
@@ -371,7 +356,7 @@ impl Endpoints {
                 )?
             }
             _ => {
-                return Err(Failure::bad_request(
+                return Err(GateError::bad_request(
                     "the body must be application/json or application/x-www-form-urlencoded",
                 ));
             }
@@ -390,37 +375,22 @@ impl Endpoints {
         &self,
         state: &State,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Failure> {
-        let unauthorized =
-            |text: &str| Failure::new(StatusCode::UNAUTHORIZED, "invalid_token", text.to_owned());
+    ) -> Result<Response<Full<Bytes>>, GateError> {
+        let unauthorized = |text: &'static str| {
+            GateError::endpoint(StatusCode::UNAUTHORIZED, "invalid_token", text)
+        };
         let found = bearer::extract(req.headers(), None, &[TokenSource::Header]).map_err(|_| {
-            Failure::bad_request("the Authorization header is not a usable bearer token")
+            GateError::bad_request("the Authorization header is not a usable bearer token")
         })?;
         let Some(found) = found else {
-            return Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a bearer token is required",
-            ));
+            return Err(GateError::NoToken);
         };
         // The normal verification first: signature, times, audience.
         let identity = state
             .verifier
             .verify(&found.token)
             .await
-            .map_err(|e| match e {
-                VerifyError::KeysUnavailable { retry_after }
-                | VerifyError::RevocationsStale { retry_after } => {
-                    let mut f = Failure::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
-                        e.to_string(),
-                    );
-                    f.retry_after = Some(retry_after);
-                    f
-                }
-                other => unauthorized(&other.to_string()),
-            })?;
+            .map_err(GateError::Verify)?;
         // Then: a token this gate issued for a login session.
         let claims = &identity.claims;
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
@@ -471,10 +441,10 @@ impl Endpoints {
         )
     }
 
-    fn issue(&self, user: &str, auth_time: u64, via: &'static str) -> Result<Issued, Failure> {
+    fn issue(&self, user: &str, auth_time: u64, via: &'static str) -> Result<Issued, GateError> {
         let issued = self.mint(user, auth_time).map_err(|e| {
             warn!(target: "jwtgate::issuer", "cannot sign a token: {e}");
-            Failure::new(
+            GateError::endpoint(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
                 "the token could not be signed",
@@ -548,15 +518,15 @@ fn credentials(
     user: Option<&str>,
     password: Option<&str>,
     user_field: &str,
-) -> Result<Credentials, Failure> {
+) -> Result<Credentials, GateError> {
     let user = user
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| Failure::bad_request(format!("{user_field} is missing")))?;
+        .ok_or_else(|| GateError::bad_request(format!("{user_field} is missing")))?;
     let password = password
         .filter(|p| !p.is_empty())
-        .ok_or_else(|| Failure::bad_request("password is missing"))?;
+        .ok_or_else(|| GateError::bad_request("password is missing"))?;
     if user.len() > MAX_USER_BYTES || password.len() > MAX_PASSWORD_BYTES {
-        return Err(Failure::bad_request(format!(
+        return Err(GateError::bad_request(format!(
             "{user_field} or password is too long"
         )));
     }
@@ -567,24 +537,23 @@ fn credentials(
 }
 
 /// The REST answer to a refusal (the token endpoint maps bad credentials itself).
-fn refusal_failure(r: Refusal) -> Failure {
+fn refusal_failure(r: Refusal) -> GateError {
     match r {
         Refusal::Limited(wait) => {
             let secs = wait.as_secs().max(1);
-            let mut f = Failure::new(
+            GateError::endpoint(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
                 format!("too many failed logins; retry in {secs}s"),
-            );
-            f.retry_after = Some(secs);
-            f
+            )
+            .with_retry_after(secs)
         }
-        Refusal::BadCredentials => Failure::new(
+        Refusal::BadCredentials => GateError::endpoint(
             StatusCode::UNAUTHORIZED,
             "invalid_credentials",
             "the login or password is wrong",
         ),
-        Refusal::NoUsers => Failure::new(
+        Refusal::NoUsers => GateError::endpoint(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             "the users file is not loaded",
@@ -592,14 +561,13 @@ fn refusal_failure(r: Refusal) -> Failure {
     }
 }
 
-fn get_only() -> Response<Full<Bytes>> {
-    let mut f = Failure::new(
+fn get_only() -> GateError {
+    GateError::endpoint(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "only GET and HEAD are accepted here",
-    );
-    f.allow = Some("GET, HEAD");
-    f.into_response(Style::OAuth)
+    )
+    .with_allow("GET, HEAD")
 }
 
 /// Public documents may be cached for a while; HEAD gets the headers only.

@@ -10,10 +10,11 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use super::{Failure, field, log_name, read_form};
+use super::{field, log_name, read_form};
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::{Identity, VerifyError};
 use crate::issuer::Endpoints;
+use crate::respond::GateError;
 use crate::state::State;
 use crate::store::revocation::Rule;
 
@@ -24,35 +25,18 @@ impl Endpoints {
         &self,
         state: &State,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Failure> {
+    ) -> Result<Response<Full<Bytes>>, GateError> {
         let found = bearer::extract(req.headers(), None, &[TokenSource::Header]).map_err(|_| {
-            Failure::bad_request("the Authorization header is not a usable bearer token")
+            GateError::bad_request("the Authorization header is not a usable bearer token")
         })?;
         let Some(found) = found else {
-            return Err(Failure::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a bearer token is required",
-            ));
+            return Err(GateError::NoToken);
         };
-        let identity = state.verifier.verify(&found.token).await.map_err(|e| {
-            let mut f = match &e {
-                VerifyError::KeysUnavailable { .. } | VerifyError::RevocationsStale { .. } => {
-                    Failure::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
-                        e.to_string(),
-                    )
-                }
-                other => Failure::new(StatusCode::UNAUTHORIZED, "invalid_token", other.to_string()),
-            };
-            if let VerifyError::KeysUnavailable { retry_after }
-            | VerifyError::RevocationsStale { retry_after } = e
-            {
-                f.retry_after = Some(retry_after);
-            }
-            f
-        })?;
+        let identity = state
+            .verifier
+            .verify(&found.token)
+            .await
+            .map_err(GateError::Verify)?;
         self.revoke_identity(state, &identity, "logout").await?;
         Ok(super::json(
             StatusCode::OK,
@@ -67,10 +51,10 @@ impl Endpoints {
         &self,
         state: &State,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Failure> {
+    ) -> Result<Response<Full<Bytes>>, GateError> {
         let fields = read_form(req, self.max_body).await?;
         let Some(token) = field(&fields, "token").filter(|t| !t.is_empty()) else {
-            return Err(Failure::bad_request("token is missing"));
+            return Err(GateError::bad_request("token is missing"));
         };
         // Only a token that verifies can be revoked: a forged one must not
         // let anyone revoke someone else's jti.
@@ -78,13 +62,12 @@ impl Endpoints {
             Ok(identity) => self.revoke_identity(state, &identity, "revoke").await?,
             Err(VerifyError::KeysUnavailable { retry_after })
             | Err(VerifyError::RevocationsStale { retry_after }) => {
-                let mut f = Failure::new(
+                return Err(GateError::endpoint(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
                     "the token cannot be checked now; retry later",
-                );
-                f.retry_after = Some(retry_after);
-                return Err(f);
+                )
+                .with_retry_after(retry_after));
             }
             Err(_) => {}
         }
@@ -108,19 +91,19 @@ impl Endpoints {
         state: &State,
         identity: &Identity,
         via: &'static str,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), GateError> {
         let Some(jti) = identity
             .claims
             .get("jti")
             .and_then(Value::as_str)
             .filter(|j| !j.is_empty())
         else {
-            return Err(Failure::bad_request(
+            return Err(GateError::bad_request(
                 "the token has no jti, so it cannot be revoked alone",
             ));
         };
         let Some(store) = state.verifier.revocations() else {
-            return Err(Failure::new(
+            return Err(GateError::endpoint(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "revocation is not available",
