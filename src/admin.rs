@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::jwks::Refresh;
-use crate::forward::ConnInfo;
 use crate::respond::json_response;
+use crate::server::ConnInfo;
 use crate::state::Shared;
 
 /// May this request use a mutating endpoint?

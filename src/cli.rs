@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
-use base64::Engine;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Map, Value};
 
@@ -485,14 +484,6 @@ async fn verify_request(
             d.error.description()
         )),
     }
-}
-
-/// A random URL-safe string of `n` bytes of entropy.
-pub fn random_token(n: usize) -> String {
-    use aws_lc_rs::rand::SecureRandom;
-    let mut buf = vec![0u8; n];
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut buf);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -548,6 +549,8 @@ impl Sources {
 }
 
 /// `JWTGATE_*` names that are process settings, not configuration keys.
+const MIB: u64 = 1024 * 1024;
+
 const NON_CONFIG_ENV: &[&str] = &["JWTGATE_CONFIG", "JWTGATE_LOG_FORMAT"];
 
 impl Config {
@@ -629,6 +632,110 @@ impl Config {
     }
 
     /// Checks what types alone cannot; each error names the key and its source.
+    /// Every size and count with its accepted range: beyond them a value is
+    /// a mistake (and some would overflow: hyper takes header sizes as u32,
+    /// tokio's semaphore panics above `MAX_PERMITS`).
+    fn bounded_sizes(&self) -> Vec<(String, u64, RangeInclusive<u64>)> {
+        let n = |v: usize| u64::try_from(v).unwrap_or(u64::MAX);
+        vec![
+            ("worker_threads".into(), n(self.worker_threads), 0..=1024),
+            (
+                "limits.max_header_bytes".into(),
+                n(self.limits.max_header_bytes),
+                8192..=16 * MIB,
+            ),
+            (
+                "limits.max_connections".into(),
+                n(self.limits.max_connections),
+                1..=1_000_000,
+            ),
+            (
+                "auth.token_cache".into(),
+                self.auth.token_cache,
+                0..=100_000_000,
+            ),
+            (
+                "issuer.max_body_bytes".into(),
+                n(self.issuer.max_body_bytes),
+                256..=MIB,
+            ),
+            (
+                "issuer.max_failures".into(),
+                u64::from(self.issuer.max_failures),
+                1..=1_000_000,
+            ),
+            (
+                "issuer.max_failures_per_address".into(),
+                u64::from(self.issuer.max_failures_per_address),
+                1..=1_000_000,
+            ),
+        ]
+    }
+
+    /// Every duration with its accepted range. A time out of zero would
+    /// refuse everything; years where seconds are meant are typos, and some
+    /// would overflow timers (moka panics above 1000 years).
+    fn bounded_durations(&self) -> Vec<(String, Duration, RangeInclusive<Duration>)> {
+        const MS: Duration = Duration::from_millis(1);
+        const HOUR: Duration = Duration::from_secs(3600);
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        let mut v = vec![
+            (
+                "drain_timeout".to_owned(),
+                self.drain_timeout,
+                Duration::ZERO..=DAY,
+            ),
+            (
+                "limits.header_read_timeout".into(),
+                self.limits.header_read_timeout,
+                MS..=HOUR,
+            ),
+            (
+                "limits.idle_timeout".into(),
+                self.limits.idle_timeout,
+                MS..=DAY,
+            ),
+            (
+                "upstream.connect_timeout".into(),
+                self.upstream.connect_timeout,
+                MS..=HOUR,
+            ),
+            (
+                "upstream.response_timeout".into(),
+                self.upstream.response_timeout,
+                MS..=DAY,
+            ),
+            ("auth.leeway".into(), self.auth.leeway, Duration::ZERO..=DAY),
+            (
+                "issuer.token_ttl".into(),
+                self.issuer.token_ttl,
+                Duration::from_secs(1)..=YEAR,
+            ),
+            (
+                "issuer.max_session".into(),
+                self.issuer.max_session,
+                Duration::from_secs(1)..=10 * YEAR,
+            ),
+            (
+                "issuer.failure_window".into(),
+                self.issuer.failure_window,
+                Duration::from_secs(1)..=YEAR,
+            ),
+        ];
+        for (i, iss) in self.auth.issuers.iter().enumerate() {
+            let key = |k: &str| format!("auth.issuers[{i}].{k}");
+            v.push((key("cache_ttl"), iss.cache_ttl, Duration::ZERO..=YEAR));
+            v.push((
+                key("refetch_interval"),
+                iss.refetch_interval,
+                Duration::ZERO..=YEAR,
+            ));
+            v.push((key("max_stale"), iss.max_stale, Duration::ZERO..=10 * YEAR));
+        }
+        v
+    }
+
     fn validate(&self, fig: &Figment, sources: &Sources) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: String| {
             let origin = fig
@@ -717,11 +824,30 @@ impl Config {
                 "tls.cert_file and tls.key_file must be set together".into(),
             ));
         }
-        if self.limits.max_header_bytes < 8192 {
-            errors.push(invalid(
-                "limits.max_header_bytes",
-                "must be at least 8192".into(),
-            ));
+        for (key, value, range) in self.bounded_sizes() {
+            if !range.contains(&value) {
+                errors.push(invalid(
+                    &key,
+                    format!(
+                        "{value} is out of range: must be from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
+        }
+        for (key, value, range) in self.bounded_durations() {
+            if !range.contains(&value) {
+                errors.push(invalid(
+                    &key,
+                    format!(
+                        "{} is out of range: must be from {} to {}",
+                        humantime::format_duration(value),
+                        humantime::format_duration(*range.start()),
+                        humantime::format_duration(*range.end())
+                    ),
+                ));
+            }
         }
         let s = &self.auth.secret;
         let set = [!s.value.is_empty(), !s.file.is_empty(), !s.jwk.is_empty()]

@@ -17,8 +17,8 @@ pub async fn run() -> Result<()> {
         ..Config::default()
     };
     config.upstream.url = format!("http://{upstream}");
-    config.auth.secret.value = Secret::new(crate::cli::random_token(32));
-    let status_token = crate::cli::random_token(16);
+    config.auth.secret.value = Secret::new(crate::random::token(32)?);
+    let status_token = crate::random::token(16)?;
     config.status.token = Secret::new(status_token.clone());
     config.drain_timeout = std::time::Duration::from_secs(2);
     let token = crate::cli::create_token(&config, "demo", 60, &[])?;

@@ -551,13 +551,6 @@ fn claim_header_value(v: &Value) -> Option<HeaderValue> {
     HeaderValue::from_bytes(text.as_bytes()).ok()
 }
 
-/// How the request reached the gate.
-#[derive(Clone, Copy, Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub tls: bool,
-}
-
 /// A `forward.trusted_proxies` entry: a CIDR range or a single address.
 pub fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
     let s = s.trim();

@@ -14,12 +14,12 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::forward::ConnInfo;
 use crate::gate::{Denial, decide};
 use crate::metrics::{self, Decision};
 use crate::observe::{self, AccessRecord, Observation, Observed};
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::respond::{GateError, Style, respond};
+use crate::server::ConnInfo;
 use crate::state::{Shared, State};
 
 /// The first present header among `names`, as text.

@@ -15,12 +15,13 @@ use hyper::body::{Body, Incoming};
 
 use crate::auth::Identity;
 use crate::auth::bearer::{self, TokenSource};
-use crate::forward::{self, ConnInfo, GateBody};
+use crate::forward::{self, GateBody};
 use crate::metrics;
 use crate::observe::{self, AccessRecord, Observation, Observed};
 use crate::policy;
 use crate::request_id::{self, X_REQUEST_ID};
 use crate::respond::{GateError, Style, respond};
+use crate::server::ConnInfo;
 use crate::state::{Shared, State};
 
 /// Why a request was let through (for metrics and the access log).
@@ -200,7 +201,7 @@ async fn run(
             ..conn
         };
         let resp = issuer
-            .handle(state, &shared.metrics, client, &path, req)
+            .handle(&state.verifier, &shared.metrics, client, &path, req)
             .await;
         return Ok((resp.map(Either::Right), Allow::Issuer));
     }

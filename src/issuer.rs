@@ -174,7 +174,7 @@ pub fn create_token(
         now,
         now.saturating_add(lifetime.as_secs()),
         signer.audience(),
-    );
+    )?;
     if config.issuer.enabled
         && let Some(more) = config.issuer.claims.get(user)
     {
@@ -195,7 +195,7 @@ fn base_claims(
     now: u64,
     exp: u64,
     aud: Option<&str>,
-) -> Map<String, Value> {
+) -> Result<Map<String, Value>, SignError> {
     let mut c = Map::new();
     for name in ["sub", "user", "login"] {
         c.insert(name.into(), Value::String(user.into()));
@@ -203,14 +203,14 @@ fn base_claims(
     c.insert("iat".into(), now.into());
     c.insert("nbf".into(), now.into());
     c.insert("exp".into(), exp.into());
-    c.insert("jti".into(), Value::String(crate::cli::random_token(16)));
+    c.insert("jti".into(), Value::String(crate::random::token(16)?));
     if let Some(iss) = iss {
         c.insert("iss".into(), Value::String(iss.into()));
     }
     if let Some(aud) = aud {
         c.insert("aud".into(), Value::String(aud.into()));
     }
-    c
+    Ok(c)
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
@@ -443,7 +443,7 @@ impl Endpoints {
         let exp = now
             .saturating_add(self.token_ttl)
             .min(auth_time.saturating_add(self.max_session));
-        let mut claims = base_claims(user, Some(&self.issuer), now, exp, self.signer.audience());
+        let mut claims = base_claims(user, Some(&self.issuer), now, exp, self.signer.audience())?;
         claims.insert(SESSION_CLAIM.into(), auth_time.into());
         if let Some(more) = self.claims.get(user) {
             for (k, v) in more {

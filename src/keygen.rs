@@ -1,7 +1,6 @@
 //! `jwtgate gen-key`: new keys as JWKs (or PKCS#8 PEM for signing keys).
 
 use aws_lc_rs::encoding::{AsBigEndian, AsDer};
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -29,11 +28,10 @@ fn b64(bytes: &[u8]) -> String {
 /// A fresh key as a JWK. Asymmetric keys are private JWKs with a `kid`
 /// (the RFC 7638 thumbprint of the public part) and an `alg`.
 pub fn generate(kty: Kty) -> Result<Value, String> {
-    let rng = SystemRandom::new();
     let mut jwk = match kty {
         Kty::Oct => {
             let mut k = [0u8; 32];
-            rng.fill(&mut k).map_err(|_| "no randomness")?;
+            crate::random::fill(&mut k).map_err(|e| e.to_string())?;
             return Ok(json!({"kty": "oct", "k": b64(&k)}));
         }
         Kty::Rsa => {

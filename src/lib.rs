@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod observe;
 pub mod policy;
 pub mod process_metrics;
+pub mod random;
 pub mod reload;
 pub mod request_id;
 pub mod respond;
@@ -52,12 +53,8 @@ use crate::state::{Shared, State};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot listen on `{key}` = {addr}: {message}")]
-    Bind {
-        key: String,
-        addr: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Bind(#[from] listener::BindError),
 }
 
 /// A running gate: its bound addresses and the handle to stop it.
@@ -146,7 +143,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             &config.tls.key_file,
         )?)))
     };
-    let proxy_listener = server::bind("listen", &config.listen).await?;
+    let proxy_listener = listener::bind("listen", &config.listen).await?;
     let admin_listener = bind_optional("admin_listen", &config.admin_listen).await?;
     let forward_auth_listener =
         bind_optional("forward_auth_listen", &config.forward_auth_listen).await?;
@@ -227,7 +224,7 @@ async fn bind_optional(key: &str, addr: &str) -> Result<Option<listener::Listene
     if addr.is_empty() {
         Ok(None)
     } else {
-        server::bind(key, addr).await.map(Some)
+        Ok(Some(listener::bind(key, addr).await?))
     }
 }
 
@@ -241,7 +238,7 @@ fn spawn_listener<H, F, B>(
     handler: H,
 ) -> Option<SocketAddr>
 where
-    H: Fn(forward::ConnInfo, http::Request<hyper::body::Incoming>) -> F
+    H: Fn(server::ConnInfo, http::Request<hyper::body::Incoming>) -> F
         + Clone
         + Send
         + Sync

@@ -127,9 +127,18 @@ impl AsyncWrite for Conn {
     }
 }
 
+/// A listener that could not be bound, with the config key that named it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on `{key}` = {addr}: {message}")]
+pub struct BindError {
+    pub key: String,
+    pub addr: String,
+    pub message: String,
+}
+
 /// Binds `addr` (`HOST:PORT` or `unix:/path`), naming the config key on failure.
-pub async fn bind(key: &str, addr: &str) -> Result<Listener, crate::StartError> {
-    let fail = |message: String| crate::StartError::Bind {
+pub async fn bind(key: &str, addr: &str) -> Result<Listener, BindError> {
+    let fail = |message: String| BindError {
         key: key.into(),
         addr: addr.into(),
         message,

@@ -46,7 +46,14 @@ pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
 pub fn generate() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(rand::random::<u64>);
+    // Without the system generator, the time still tells processes apart.
+    let prefix = *PREFIX.get_or_init(|| {
+        crate::random::u64().unwrap_or_else(|_| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        })
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut buf = [0u8; 32];
     hex(prefix, &mut buf[..16]);

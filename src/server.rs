@@ -20,8 +20,14 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::LimitsConfig;
-use crate::forward::ConnInfo;
 use crate::listener::Listener;
+
+/// How a request reached the gate: the peer, and whether over TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: std::net::SocketAddr,
+    pub tls: bool,
+}
 
 /// One listener's settings.
 pub struct ServeOptions {
@@ -318,9 +324,4 @@ async fn drive<I, S, B>(
             }
         }
     }
-}
-
-/// Binds `addr` (`HOST:PORT` or `unix:/path`), naming the key on failure.
-pub async fn bind(key: &str, addr: &str) -> Result<Listener, crate::StartError> {
-    crate::listener::bind(key, addr).await
 }

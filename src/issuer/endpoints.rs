@@ -22,12 +22,12 @@ use super::discovery;
 use super::limiter::slowdown;
 use super::users::MAX_USER_BYTES;
 use super::{Endpoints, Issued, SESSION_CLAIM};
+use crate::auth::Verifier;
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::claims::now;
-use crate::forward::ConnInfo;
 use crate::metrics::{EndpointLabels, Metrics};
 use crate::respond::{GateError, Style, respond};
-use crate::state::State;
+use crate::server::ConnInfo;
 use crate::store::counters;
 
 /// How long a client has to send the whole (small) body: a login endpoint
@@ -176,13 +176,13 @@ impl Endpoints {
     /// in `jwtgate_issued_total` by endpoint and outcome.
     pub async fn handle(
         &self,
-        state: &State,
+        verifier: &Verifier,
         metrics: &Metrics,
         conn: ConnInfo,
         path: &str,
         req: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
-        let (result, style) = self.answer(state, conn, path, req).await;
+        let (result, style) = self.answer(verifier, conn, path, req).await;
         let (resp, outcome) = match result {
             Ok(resp) => (resp, "ok"),
             Err(e) => {
@@ -208,7 +208,7 @@ impl Endpoints {
     /// refusal never carries a bearer challenge, so it needs no realm).
     async fn answer(
         &self,
-        state: &State,
+        verifier: &Verifier,
         conn: ConnInfo,
         path: &str,
         req: Request<Incoming>,
@@ -238,11 +238,11 @@ impl Endpoints {
         } else if path == self.login_path {
             self.login(conn, req).await
         } else if path == self.logout_path {
-            self.logout(state, req).await
+            self.logout(verifier, req).await
         } else if path == self.revoke_path {
-            self.revoke(state, req).await
+            self.revoke(verifier, req).await
         } else {
-            self.renew(state, req).await
+            self.renew(verifier, req).await
         };
         (result, style)
     }
@@ -373,7 +373,7 @@ impl Endpoints {
     /// within the session's maximum age.
     async fn renew(
         &self,
-        state: &State,
+        verifier: &Verifier,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, GateError> {
         let unauthorized = |text: &'static str| {
@@ -386,8 +386,7 @@ impl Endpoints {
             return Err(GateError::NoToken);
         };
         // The normal verification first: signature, times, audience.
-        let identity = state
-            .verifier
+        let identity = verifier
             .verify(&found.token)
             .await
             .map_err(GateError::Verify)?;

@@ -27,6 +27,12 @@ use crate::config::{Config, ConfigError, read_key_file};
 #[error("signing the token failed")]
 pub struct SignError;
 
+impl From<crate::random::RandomError> for SignError {
+    fn from(_: crate::random::RandomError) -> Self {
+        SignError
+    }
+}
+
 enum Pair {
     Rsa(RsaKeyPair),
     Ec(EcdsaKeyPair),

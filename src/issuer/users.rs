@@ -107,14 +107,18 @@ impl Hash {
     /// A hash of a random password with exactly the kind and cost of `self`,
     /// so that verifying against it takes as long as against `self`.
     fn dummy_like(&self) -> Result<Hash, UsersError> {
-        let password = crate::cli::random_token(24);
+        let password = crate::random::token(24).map_err(|e| UsersError::Dummy(e.to_string()))?;
         match self {
             Hash::Argon2(s) => {
                 let model = PasswordHash::new(s).map_err(|e| UsersError::Dummy(e.to_string()))?;
                 let params = argon2::Params::try_from(&model)
                     .map_err(|e| UsersError::Dummy(e.to_string()))?;
-                let salt = SaltString::encode_b64(crate::cli::random_token(16).as_bytes())
-                    .map_err(|e| UsersError::Dummy(e.to_string()))?;
+                let salt = SaltString::encode_b64(
+                    crate::random::token(16)
+                        .map_err(|e| UsersError::Dummy(e.to_string()))?
+                        .as_bytes(),
+                )
+                .map_err(|e| UsersError::Dummy(e.to_string()))?;
                 let hash = argon2::Argon2::default()
                     .hash_password_customized(
                         password.as_bytes(),
@@ -239,10 +243,11 @@ impl Users {
 
 /// An argon2id hash with the crate's default cost, as `hash-password` makes.
 fn default_dummy() -> Result<Hash, UsersError> {
-    let salt = SaltString::encode_b64(crate::cli::random_token(16).as_bytes())
+    let random = |n| crate::random::token(n).map_err(|e| UsersError::Dummy(e.to_string()));
+    let salt = SaltString::encode_b64(random(16)?.as_bytes())
         .map_err(|e| UsersError::Dummy(e.to_string()))?;
     let hash = argon2::Argon2::default()
-        .hash_password(crate::cli::random_token(24).as_bytes(), &salt)
+        .hash_password(random(24)?.as_bytes(), &salt)
         .map_err(|e| UsersError::Dummy(e.to_string()))?;
     Ok(Hash::Argon2(hash.to_string()))
 }

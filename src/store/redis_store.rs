@@ -44,6 +44,8 @@ pub enum RedisStoreError {
     Decode(String),
     #[error("{0}")]
     Sync(&'static str),
+    #[error(transparent)]
+    Random(#[from] crate::random::RandomError),
 }
 
 /// A Redis URL with the password (and user name) replaced, for logs,
@@ -287,7 +289,7 @@ async fn resync(
             store.write(&e).await?;
             entries.push(e);
         }
-        let fresh = crate::cli::random_token(12);
+        let fresh = crate::random::token(12)?;
         let _: Option<String> = timed(
             redis::cmd("SET")
                 .arg(&key)

@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::{field, log_name, read_form};
+use crate::auth::Verifier;
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::{Identity, VerifyError};
 use crate::issuer::Endpoints;
 use crate::respond::GateError;
-use crate::state::State;
 use crate::store::revocation::Rule;
 
 impl Endpoints {
@@ -23,7 +23,7 @@ impl Endpoints {
     /// `{"message": "logged out"}`; the token is refused from then on.
     pub(super) async fn logout(
         &self,
-        state: &State,
+        verifier: &Verifier,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, GateError> {
         let found = bearer::extract(req.headers(), None, &[TokenSource::Header]).map_err(|_| {
@@ -32,12 +32,11 @@ impl Endpoints {
         let Some(found) = found else {
             return Err(GateError::NoToken);
         };
-        let identity = state
-            .verifier
+        let identity = verifier
             .verify(&found.token)
             .await
             .map_err(GateError::Verify)?;
-        self.revoke_identity(state, &identity, "logout").await?;
+        self.revoke_identity(verifier, &identity, "logout").await?;
         Ok(super::json(
             StatusCode::OK,
             &json!({"message": "logged out"}),
@@ -49,7 +48,7 @@ impl Endpoints {
     /// is answered 200 too (§2.2): the client's aim is met either way.
     pub(super) async fn revoke(
         &self,
-        state: &State,
+        verifier: &Verifier,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, GateError> {
         let fields = read_form(req, self.max_body).await?;
@@ -58,8 +57,8 @@ impl Endpoints {
         };
         // Only a token that verifies can be revoked: a forged one must not
         // let anyone revoke someone else's jti.
-        match state.verifier.verify(token).await {
-            Ok(identity) => self.revoke_identity(state, &identity, "revoke").await?,
+        match verifier.verify(token).await {
+            Ok(identity) => self.revoke_identity(verifier, &identity, "revoke").await?,
             Err(VerifyError::KeysUnavailable { retry_after })
             | Err(VerifyError::RevocationsStale { retry_after }) => {
                 return Err(GateError::endpoint(
@@ -88,7 +87,7 @@ impl Endpoints {
     /// be accepted (exp + leeway).
     async fn revoke_identity(
         &self,
-        state: &State,
+        verifier: &Verifier,
         identity: &Identity,
         via: &'static str,
     ) -> Result<(), GateError> {
@@ -102,7 +101,7 @@ impl Endpoints {
                 "the token has no jti, so it cannot be revoked alone",
             ));
         };
-        let Some(store) = state.verifier.revocations() else {
+        let Some(store) = verifier.revocations() else {
             return Err(GateError::endpoint(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
