@@ -39,6 +39,22 @@ pub enum ConfigError {
     Many(Vec<ConfigError>),
 }
 
+impl ConfigError {
+    /// A value that cannot be used: the key, where it came from (a file, an
+    /// environment variable, or "configuration"), and why.
+    pub fn invalid(
+        key: impl Into<String>,
+        origin: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ConfigError::Invalid {
+            key: key.into(),
+            origin: origin.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// A secret string: deserialises as a plain string, but never shows in
 /// `Debug` output and serialises redacted (so `check-config` can print the
 /// effective configuration safely).

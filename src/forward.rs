@@ -764,11 +764,7 @@ impl Upstream {
         if let Some(path) = crate::unix::socket_path(&cfg.url) {
             return Ok(Self::unix(path, cfg));
         }
-        let invalid = |m: String| ConfigError::Invalid {
-            key: "upstream.url".into(),
-            origin: "configuration".into(),
-            message: m,
-        };
+        let invalid = |m: String| ConfigError::invalid("upstream.url", "configuration", m);
         let uri: Uri = cfg.url.parse().map_err(|e| invalid(format!("{e}")))?;
         let scheme = uri
             .scheme()

@@ -214,11 +214,7 @@ fn base_claims(
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        origin: "configuration".into(),
-        message: message.into(),
-    }
+    ConfigError::invalid(key, "configuration", message)
 }
 
 /// Checks the `[issuer]` keys that types alone cannot (with

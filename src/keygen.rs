@@ -3,7 +3,7 @@
 use aws_lc_rs::encoding::{AsBigEndian, AsDer};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use pkcs1::der::Decode;
 use serde_json::{Value, json};
@@ -21,9 +21,7 @@ pub enum Kty {
     Okp,
 }
 
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+use crate::encoding::b64url as b64;
 
 /// A fresh key as a JWK. Asymmetric keys are private JWKs with a `kid`
 /// (the RFC 7638 thumbprint of the public part) and an `alg`.

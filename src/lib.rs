@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod encoding;
 pub mod file_watch;
 pub mod forward;
 pub mod forward_auth;

@@ -3,7 +3,6 @@
 //! a buffer of zeros that would make every "random" value the same.
 
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use base64::Engine as _;
 
 /// The system's random generator did not answer.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -19,7 +18,7 @@ pub fn fill(buf: &mut [u8]) -> Result<(), RandomError> {
 pub fn token(n: usize) -> Result<String, RandomError> {
     let mut buf = vec![0u8; n];
     fill(&mut buf)?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf))
+    Ok(crate::encoding::b64url(&buf))
 }
 
 /// A random 64-bit number.

@@ -192,11 +192,8 @@ impl Store {
     /// Redis is connected in the background (a gate starts, and serves,
     /// while Redis is down).
     pub fn start(c: &StoreConfig, metrics: &Arc<Metrics>) -> Result<Arc<Store>, ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            key: key.into(),
-            origin: "configuration".into(),
-            message,
-        };
+        let invalid =
+            |key: &str, message: String| ConfigError::invalid(key, "configuration", message);
         let mirror = Arc::new(Mirror::default());
         let pending = Arc::new(Mutex::new(Vec::new()));
         let kind = if c.url.is_empty() {

@@ -8,14 +8,6 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ConfigError, read_key_file};
 
-fn invalid(key: &str, path: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        origin: path.into(),
-        message: message.into(),
-    }
-}
-
 /// Installs aws-lc-rs as the process-wide provider for rustls and
 /// jsonwebtoken; later calls are no-ops.
 pub fn install_crypto_provider() {
@@ -36,14 +28,19 @@ pub fn root_store(ca_key: &str, ca_file: &str) -> Result<rustls::RootCertStore, 
         let pem = read_key_file(ca_key, ca_file)?;
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| invalid(ca_key, ca_file, format!("bad PEM: {e}")))?;
-            roots
-                .add(cert)
-                .map_err(|e| invalid(ca_key, ca_file, format!("bad certificate: {e}")))?;
+            let cert =
+                cert.map_err(|e| ConfigError::invalid(ca_key, ca_file, format!("bad PEM: {e}")))?;
+            roots.add(cert).map_err(|e| {
+                ConfigError::invalid(ca_key, ca_file, format!("bad certificate: {e}"))
+            })?;
             n += 1;
         }
         if n == 0 {
-            return Err(invalid(ca_key, ca_file, "no certificate found"));
+            return Err(ConfigError::invalid(
+                ca_key,
+                ca_file,
+                "no certificate found",
+            ));
         }
     }
     Ok(roots)
@@ -64,17 +61,22 @@ pub fn server_config(
     let cert_pem = read_key_file("tls.cert_file", cert_file)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
-        .map_err(|e| invalid("tls.cert_file", cert_file, format!("bad PEM: {e}")))?;
+        .map_err(|e| ConfigError::invalid("tls.cert_file", cert_file, format!("bad PEM: {e}")))?;
     if certs.is_empty() {
-        return Err(invalid("tls.cert_file", cert_file, "no certificate found"));
+        return Err(ConfigError::invalid(
+            "tls.cert_file",
+            cert_file,
+            "no certificate found",
+        ));
     }
     let key_pem = read_key_file("tls.key_file", key_file)?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
-        .map_err(|e| invalid("tls.key_file", key_file, format!("no private key: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        ConfigError::invalid("tls.key_file", key_file, format!("no private key: {e}"))
+    })?;
     let mut cfg = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| invalid("tls.key_file", key_file, format!("{e}")))?;
+        .map_err(|e| ConfigError::invalid("tls.key_file", key_file, format!("{e}")))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

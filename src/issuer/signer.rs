@@ -9,8 +9,6 @@
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use rustls::pki_types::PrivateKeyDer;
@@ -74,17 +72,7 @@ impl std::fmt::Debug for Signer {
     }
 }
 
-fn invalid(key: &str, origin: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        origin: origin.into(),
-        message: message.into(),
-    }
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+use crate::encoding::b64url as b64;
 
 impl Signer {
     /// The issuer's signer: `issuer.signing_key_file` when set (and the
@@ -93,15 +81,15 @@ impl Signer {
         let file = &config.issuer.signing_key_file;
         if config.issuer.enabled && !file.is_empty() {
             let pem = read_key_file("issuer.signing_key_file", file)?;
-            return Ok(Some(
-                Signer::from_pem(&pem).map_err(|m| invalid("issuer.signing_key_file", file, m))?,
-            ));
+            return Ok(Some(Signer::from_pem(&pem).map_err(|m| {
+                ConfigError::invalid("issuer.signing_key_file", file, m)
+            })?));
         }
         let Some(key) = HmacKey::from_config(&config.auth.secret)? else {
             return Ok(None);
         };
         let Some(alg) = key.algorithms.first().copied() else {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 "auth.secret.algorithms",
                 "configuration",
                 "must not be empty",
