@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
-use super::Identity;
 use super::claims::now;
+use super::identity::Identity;
 
 #[derive(Clone)]
 struct Entry {

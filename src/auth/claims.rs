@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::VerifyError;
+use super::error::VerifyError;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
