@@ -14,7 +14,7 @@ mod identity;
 pub mod jwks;
 pub mod keys;
 pub mod signature;
-pub mod verify;
+pub(crate) mod verify;
 
 pub use error::VerifyError;
 pub use identity::Identity;

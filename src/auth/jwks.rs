@@ -25,7 +25,7 @@ mod registry;
 
 pub use fetch::FetchError;
 pub use issuer::{IssuerKeys, PinnedKeyError, Refresh, StaticKey};
-pub use keyset::MAX_KEYS_WITHOUT_KID;
+pub(crate) use keyset::MAX_KEYS_WITHOUT_KID;
 pub use parse::{KeyEntry, parse_discovery, parse_jwks, parse_pem};
 pub use registry::Issuers;
 

@@ -19,9 +19,9 @@ use super::signature::alg_name;
 use crate::metrics::Metrics;
 
 /// Longest token accepted: far above any real JWT, far below a header limit.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Longest `kid` looked up; longer ones are refused before any lookup.
-pub const MAX_KID_BYTES: usize = 256;
+const MAX_KID_BYTES: usize = 256;
 
 /// The parts of a JOSE header the gate looks at. Everything else
 /// (`jku`, `x5u`, `x5c`, `jwk`) is ignored: nothing is ever fetched or

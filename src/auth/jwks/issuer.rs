@@ -207,20 +207,20 @@ impl IssuerKeys {
         ))
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn algorithms(&self) -> &[Algorithm] {
+    pub(crate) fn algorithms(&self) -> &[Algorithm] {
         &self.algorithms
     }
 
-    pub fn audiences(&self) -> &[String] {
+    pub(crate) fn audiences(&self) -> &[String] {
         &self.config.audiences
     }
 
     /// `require_typ`, when set.
-    pub fn required_typ(&self) -> Option<&str> {
+    pub(crate) fn required_typ(&self) -> Option<&str> {
         Some(self.config.require_typ.as_str()).filter(|t| !t.is_empty())
     }
 
@@ -247,7 +247,7 @@ impl IssuerKeys {
         Some(set)
     }
 
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.usable().is_some()
     }
 
@@ -260,7 +260,7 @@ impl IssuerKeys {
 
     /// The candidate keys for a token with this `alg` and `kid`, fetching
     /// (within the limits) when the kid is unknown or no keys are loaded yet.
-    pub async fn keys_for(
+    pub(crate) async fn keys_for(
         &self,
         alg: Algorithm,
         kid: Option<&str>,

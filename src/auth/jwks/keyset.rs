@@ -11,7 +11,7 @@ use crate::auth::error::VerifyError;
 use crate::auth::signature::VerifyKey;
 
 /// Keys tried for a token without `kid`.
-pub const MAX_KEYS_WITHOUT_KID: usize = 4;
+pub(crate) const MAX_KEYS_WITHOUT_KID: usize = 4;
 
 /// A key set and when it was obtained.
 pub(super) struct KeySet {

@@ -54,7 +54,7 @@ impl Issuers {
         Ok(())
     }
 
-    pub fn get(&self, iss: &str) -> Option<&Arc<IssuerKeys>> {
+    pub(crate) fn get(&self, iss: &str) -> Option<&Arc<IssuerKeys>> {
         self.map.get(iss)
     }
 
