@@ -1,12 +1,21 @@
 //! Everything about tokens: where they are read from, which key verifies
 //! them, and the cache of tokens already verified.
+//!
+//! Dependencies run one way: `error`, `identity` and `signature` are
+//! leaves; `claims` uses `error`; `cache` uses `claims` and `identity`;
+//! `keys` uses `signature`; `jwks` uses `error`, `signature` and `cache`;
+//! `verify` uses all of these. `bearer` stands apart.
 
 pub mod bearer;
 pub mod cache;
 pub mod claims;
+mod error;
+mod identity;
 pub mod jwks;
 pub mod keys;
 pub mod signature;
-pub mod verify;
+pub(crate) mod verify;
 
-pub use verify::{Identity, Verifier, VerifyError};
+pub use error::VerifyError;
+pub use identity::Identity;
+pub use verify::Verifier;

@@ -54,15 +54,21 @@ impl State {
         )?;
         // The gate always accepts the tokens it issued itself.
         if let Some(t) = crate::issuer::self_trust(&config)? {
-            issuers.add_pinned(
-                t.issuer,
-                StaticKey {
-                    kid: Some(t.kid),
-                    algorithm: t.algorithm,
-                    key: t.key,
-                },
-                metrics.clone(),
-            )?;
+            issuers
+                .add_pinned(
+                    t.issuer,
+                    StaticKey {
+                        kid: Some(t.kid),
+                        algorithm: t.algorithm,
+                        key: t.key,
+                    },
+                    metrics.clone(),
+                )
+                .map_err(|e| ConfigError::Invalid {
+                    key: "issuer.signing_key_file".into(),
+                    origin: "configuration".into(),
+                    message: e.to_string(),
+                })?;
         }
         let verifier = Verifier::new(
             hmac,

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 
-use super::Identity;
 use super::claims::now;
+use super::identity::Identity;
 
 #[derive(Clone)]
 struct Entry {
@@ -67,14 +67,14 @@ impl TokenCache {
 
     /// The current key generation; read it before verifying, and pass it
     /// to `insert`.
-    pub fn generation(&self) -> u64 {
+    pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
     }
 
     /// Key material changed (call it after the new keys are in place):
     /// every entry made before is unusable from now on. Returns the new
     /// generation, which also serves as a fresh owner tag.
-    pub fn advance(&self) -> u64 {
+    pub(crate) fn advance(&self) -> u64 {
         let g = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         // Only to free memory: the generation check already refuses them.
         self.inner.invalidate_all();
@@ -83,7 +83,7 @@ impl TokenCache {
 
     /// A cached identity verified by `owner` under the current generation,
     /// still before its `exp`.
-    pub fn get(&self, token: &str, owner: u64) -> Option<Arc<Identity>> {
+    pub(crate) fn get(&self, token: &str, owner: u64) -> Option<Arc<Identity>> {
         let e = self.inner.get(token)?;
         // moka expires lazily; the exp check here is the guarantee.
         (e.owner == owner && e.generation == self.generation() && e.identity.exp > now())
@@ -92,7 +92,7 @@ impl TokenCache {
 
     /// Remembers a verification that started at `generation` (read before
     /// any key was looked at); dropped if the keys changed meanwhile.
-    pub fn insert(&self, token: &str, identity: Arc<Identity>, generation: u64, owner: u64) {
+    pub(crate) fn insert(&self, token: &str, identity: Arc<Identity>, generation: u64, owner: u64) {
         if identity.exp > now() && generation == self.generation() {
             self.inner.insert(
                 token.into(),

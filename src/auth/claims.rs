@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value};
 
-use super::VerifyError;
+use super::error::VerifyError;
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
@@ -47,7 +47,11 @@ fn numeric_date(
 
 /// Checks `exp` (required), `nbf` and `iat` against `now` with `leeway`;
 /// returns `exp`.
-pub fn check_times(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<u64, VerifyError> {
+pub(crate) fn check_times(
+    claims: &Map<String, Value>,
+    now: u64,
+    leeway: u64,
+) -> Result<u64, VerifyError> {
     let exp = numeric_date(claims, "exp")?.ok_or(VerifyError::MissingExp)?;
     if now > exp.saturating_add(leeway) {
         return Err(VerifyError::Expired { ago: now - exp });
@@ -66,7 +70,7 @@ pub fn check_times(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result
 }
 
 /// When `expected` is set, `iss` must be a string equal to it.
-pub fn check_issuer(
+pub(crate) fn check_issuer(
     claims: &Map<String, Value>,
     expected: Option<&str>,
 ) -> Result<(), VerifyError> {
@@ -83,7 +87,7 @@ pub fn check_issuer(
 
 /// When `audiences` is non-empty, `aud` (a string or an array of strings)
 /// must contain one of them. When it is empty, `aud` is not checked.
-pub fn check_audience(
+pub(crate) fn check_audience(
     claims: &Map<String, Value>,
     audiences: &[String],
 ) -> Result<(), VerifyError> {
@@ -105,7 +109,7 @@ pub fn check_audience(
 }
 
 /// The first non-empty string among `username_claims`.
-pub fn username(
+pub(crate) fn username(
     claims: &Map<String, Value>,
     username_claims: &[String],
 ) -> Result<String, VerifyError> {

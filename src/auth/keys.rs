@@ -98,7 +98,7 @@ impl HmacKey {
 
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash (32
 /// bytes); a shorter one can be brute-forced offline from any token.
-pub const MIN_SECRET_BYTES: usize = 32;
+const MIN_SECRET_BYTES: usize = 32;
 
 /// Secrets that were published as placeholders (the example configuration,
 /// the Kubernetes example, documentation favourites): whoever copies them
@@ -113,7 +113,7 @@ const PLACEHOLDERS: &[&str] = &[
 ];
 
 /// Why a secret is weak, if it is.
-pub fn weakness(secret: &[u8]) -> Option<String> {
+fn weakness(secret: &[u8]) -> Option<String> {
     let lower = String::from_utf8_lossy(secret).to_ascii_lowercase();
     if PLACEHOLDERS.iter().any(|p| lower == p.to_ascii_lowercase())
         || ["change-me", "changeme", "replace-me", "not-a-real-secret"]
@@ -133,7 +133,7 @@ pub fn weakness(secret: &[u8]) -> Option<String> {
 
 /// The raw bytes of an oct JWK (`{"kty":"oct","k":"..."}`), as Ampho stores
 /// its `AMPHO_SECURITY_KEY`.
-pub fn oct_jwk_bytes(json: &str) -> Result<Vec<u8>, String> {
+fn oct_jwk_bytes(json: &str) -> Result<Vec<u8>, String> {
     let v: serde_json::Value =
         serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;

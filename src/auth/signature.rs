@@ -67,7 +67,7 @@ fn public_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm
 
 impl VerifyKey {
     /// A shared secret for the HMAC algorithms among `algorithms`.
-    pub fn hmac(secret: &[u8], algorithms: &[Algorithm]) -> VerifyKey {
+    pub(crate) fn hmac(secret: &[u8], algorithms: &[Algorithm]) -> VerifyKey {
         VerifyKey {
             by_alg: algorithms
                 .iter()
@@ -81,7 +81,7 @@ impl VerifyKey {
     }
 
     /// Is this the same key material as `other`?
-    pub fn same_material(&self, other: &VerifyKey) -> bool {
+    pub(crate) fn same_material(&self, other: &VerifyKey) -> bool {
         self.fingerprint == other.fingerprint
             && self
                 .by_alg
@@ -154,7 +154,7 @@ pub fn alg_name(alg: Algorithm) -> &'static str {
 
 /// Every asymmetric algorithm jwtgate knows (keys are prepared for those
 /// that fit; the issuer's `algorithms` decide which a token may use).
-pub const ASYMMETRIC: &[Algorithm] = &[
+pub(crate) const ASYMMETRIC: &[Algorithm] = &[
     Algorithm::RS256,
     Algorithm::RS384,
     Algorithm::RS512,
