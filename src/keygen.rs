@@ -138,7 +138,7 @@ mod tests {
         }
         let oct = generate(Kty::Oct).unwrap();
         assert_eq!(
-            URL_SAFE_NO_PAD
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(oct["k"].as_str().unwrap())
                 .unwrap()
                 .len(),

@@ -33,9 +33,5 @@ use crate::config::ConfigError;
 
 /// A refused value of `[[auth.issuers]]` (`key` is its full name).
 fn invalid(key: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key,
-        origin: "configuration".into(),
-        message: message.into(),
-    }
+    ConfigError::invalid(key, "configuration", message)
 }

@@ -30,11 +30,7 @@ impl std::fmt::Debug for HmacKey {
 }
 
 fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        origin: "configuration".into(),
-        message: message.into(),
-    }
+    ConfigError::invalid(key, "configuration", message)
 }
 
 impl HmacKey {
