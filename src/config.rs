@@ -211,6 +211,14 @@ pub struct UpstreamConfig {
     pub ca_file: String,
     /// `upstream.protocol`: which HTTP version the gate speaks to the upstream.
     pub protocol: UpstreamProtocol,
+    /// Requests in flight to the upstream at most (HTTP/1.1: connections;
+    /// HTTP/2: streams); 0 = unlimited. Further requests wait.
+    pub max_connections: usize,
+    /// How long a request waits for a place under `max_connections` before
+    /// it is answered 503 with `Retry-After`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(schema_with = "schema::duration")]
+    pub queue_timeout: Duration,
 }
 
 /// `upstream.protocol`.
@@ -240,6 +248,8 @@ impl Default for UpstreamConfig {
             response_timeout: Duration::from_secs(60),
             ca_file: String::new(),
             protocol: UpstreamProtocol::Auto,
+            max_connections: 0,
+            queue_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -666,6 +676,11 @@ impl Config {
                 1..=1_000_000,
             ),
             (
+                "upstream.max_connections".into(),
+                n(self.upstream.max_connections),
+                0..=1_000_000,
+            ),
+            (
                 "auth.token_cache".into(),
                 self.auth.token_cache,
                 0..=100_000_000,
@@ -721,6 +736,11 @@ impl Config {
                 "upstream.response_timeout".into(),
                 self.upstream.response_timeout,
                 MS..=DAY,
+            ),
+            (
+                "upstream.queue_timeout".into(),
+                self.upstream.queue_timeout,
+                Duration::ZERO..=HOUR,
             ),
             ("auth.leeway".into(), self.auth.leeway, Duration::ZERO..=DAY),
             (

@@ -2,30 +2,25 @@
 //! pooled client with its timeouts.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, Scheme};
+use http::uri::Authority;
 use http::{Method, Request, Response, Uri, Version};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 use tracing::debug;
 
 use crate::auth::Identity;
 use crate::auth::claims::lookup;
-use crate::config::{ConfigError, ForwardConfig, UpstreamConfig, UpstreamProtocol};
+use crate::config::{ConfigError, ForwardConfig};
 use crate::respond::{GateError, UpstreamError};
+use crate::upstream::UpstreamBody;
 
 /// The body of every response the gate sends: the upstream's, streamed as
 /// it comes, or one of the gate's own small replies.
-pub type GateBody = Either<Incoming, Full<Bytes>>;
+pub type GateBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies know).
 /// `HTTP2-Settings` belongs to the h2c upgrade, which is never forwarded.
@@ -476,9 +471,9 @@ pub fn prepare<B>(
 /// connections are then spliced. Any other switch would hand the
 /// connection to a protocol the gate never sees into: 502.
 pub fn finish(
-    mut resp: Response<Incoming>,
+    mut resp: Response<UpstreamBody>,
     upgrade: Option<Upgrade>,
-) -> Result<Response<Incoming>, GateError> {
+) -> Result<Response<UpstreamBody>, GateError> {
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         remove_hop_by_hop(resp.headers_mut());
         return Ok(resp);
@@ -490,7 +485,11 @@ pub fn finish(
         )));
     };
     let upstream = hyper::upgrade::on(&mut resp);
+    // The tunnel holds the upstream connection: it keeps its place under
+    // `upstream.max_connections` until it closes.
+    let place = resp.body_mut().take_permit();
     tokio::spawn(async move {
+        let _place = place;
         match tokio::try_join!(upgrade.client, upstream) {
             Ok((client, upstream)) => {
                 let mut client = TokioIo::new(client);
@@ -685,282 +684,6 @@ pub fn set_forwarded(
             headers.remove("x-forwarded-host");
         }
     }
-}
-
-/// A pooled client: over TCP (http or https), or over a Unix socket.
-enum UpstreamClient {
-    Net(Client<HttpsConnector<HttpConnector>, Incoming>),
-    Unix(Client<crate::unix::UnixConnector, Incoming>),
-}
-
-impl UpstreamClient {
-    fn request(&self, req: Request<Incoming>) -> hyper_util::client::legacy::ResponseFuture {
-        match self {
-            UpstreamClient::Net(c) => c.request(req),
-            UpstreamClient::Unix(c) => c.request(req),
-        }
-    }
-}
-
-/// Streams the gate opens on one HTTP/2 upstream connection before the
-/// upstream's SETTINGS say how many it accepts; afterwards the upstream's
-/// `SETTINGS_MAX_CONCURRENT_STREAMS` bounds them, and further requests wait
-/// (in the h2 crate) for a stream to end rather than fail.
-const H2_INITIAL_MAX_STREAMS: usize = 100;
-
-/// How the client for one protocol is built. `h2`: HTTP/2 is possible on
-/// it; `h2_only`: it is the only protocol (prior knowledge, or TLS with
-/// ALPN `h2` alone).
-fn client_builder(h2: bool, h2_only: bool) -> hyper_util::client::legacy::Builder {
-    let mut b = Client::builder(TokioExecutor::new());
-    b.pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024);
-    if h2 {
-        // hyper-util shares one HTTP/2 connection per upstream among all
-        // requests (multiplexed). Pings keep a silent long-lived stream's
-        // connection checked; the adaptive window keeps large streamed
-        // messages from stalling on the 64 KiB default.
-        b.timer(TokioTimer::new())
-            .http2_only(h2_only)
-            .http2_initial_max_send_streams(H2_INITIAL_MAX_STREAMS)
-            .http2_adaptive_window(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(20));
-    }
-    b
-}
-
-/// Options for one request to the upstream, decided in `gate::handle`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SendOptions {
-    /// A gRPC call: it needs HTTP/2 to the upstream.
-    pub grpc: bool,
-    /// The client's gRPC deadline: the wait for the response head ends at
-    /// the earlier of it and `upstream.response_timeout`.
-    pub deadline: Option<std::time::Instant>,
-}
-
-/// The pooled clients to the one upstream.
-pub struct Upstream {
-    /// HTTP/1.1 (`None` with `protocol` `h2c` or `h2`).
-    http1: Option<UpstreamClient>,
-    /// HTTP/2: prior knowledge (h2c, or TLS with ALPN `h2` only), or, with
-    /// `auto` and an https upstream, ALPN offering `h2` and `http/1.1`
-    /// (`None` with `protocol = "http1"`).
-    http2: Option<UpstreamClient>,
-    protocol: UpstreamProtocol,
-    /// `auto` over TLS: HTTP/2 clients go through `http2` too, since the
-    /// upstream's ALPN answer says whether it speaks HTTP/2.
-    alpn: bool,
-    scheme: Scheme,
-    authority: Authority,
-    base_path: String,
-    response_timeout: Duration,
-}
-
-impl Upstream {
-    pub fn new(cfg: &UpstreamConfig) -> Result<Upstream, ConfigError> {
-        if let Some(path) = crate::unix::socket_path(&cfg.url) {
-            return Ok(Self::unix(path, cfg));
-        }
-        let invalid = |m: String| ConfigError::invalid("upstream.url", "configuration", m);
-        let uri: Uri = cfg.url.parse().map_err(|e| invalid(format!("{e}")))?;
-        let scheme = uri
-            .scheme()
-            .cloned()
-            .ok_or_else(|| invalid("no scheme".into()))?;
-        let authority = uri
-            .authority()
-            .cloned()
-            .ok_or_else(|| invalid("no host".into()))?;
-        let base_path = uri.path().trim_end_matches('/').to_string();
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(cfg.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let tls = crate::tls::client_config("upstream.ca_file", &cfg.ca_file)?;
-        let protocols = || {
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls.clone())
-                .https_or_http()
-        };
-        let h1 = || {
-            let connector = protocols().enable_http1().wrap_connector(http.clone());
-            UpstreamClient::Net(client_builder(false, false).build(connector))
-        };
-        let is_tls = scheme == Scheme::HTTPS;
-        // Only ALPN `h2`: prior knowledge over TLS, and over cleartext the
-        // connector offers nothing and the client speaks h2c.
-        let h2_only = || {
-            let connector = protocols().enable_http2().wrap_connector(http.clone());
-            UpstreamClient::Net(client_builder(true, true).build(connector))
-        };
-        let (http1, http2, alpn) = match cfg.protocol {
-            UpstreamProtocol::Http1 => (Some(h1()), None, false),
-            UpstreamProtocol::H2c | UpstreamProtocol::H2 => (None, Some(h2_only()), false),
-            UpstreamProtocol::Auto if is_tls => {
-                let connector = protocols()
-                    .enable_all_versions()
-                    .wrap_connector(http.clone());
-                let negotiated = UpstreamClient::Net(client_builder(true, false).build(connector));
-                (Some(h1()), Some(negotiated), true)
-            }
-            UpstreamProtocol::Auto => (Some(h1()), Some(h2_only()), false),
-        };
-        Ok(Upstream {
-            http1,
-            http2,
-            protocol: cfg.protocol,
-            alpn,
-            scheme,
-            authority,
-            base_path,
-            response_timeout: cfg.response_timeout,
-        })
-    }
-
-    /// `upstream.url = "unix:/path"`: plain HTTP over that socket (HTTP/1.1,
-    /// or h2c). The request URI names `localhost` only because a URI needs
-    /// an authority; the client's `Host` header is what the upstream sees.
-    fn unix(path: &std::path::Path, cfg: &UpstreamConfig) -> Upstream {
-        let connector = crate::unix::UnixConnector::new(path, cfg.connect_timeout);
-        let h1 = || UpstreamClient::Unix(client_builder(false, false).build(connector.clone()));
-        let h2 = || UpstreamClient::Unix(client_builder(true, true).build(connector.clone()));
-        // `h2` over a socket is refused by the configuration check.
-        let (http1, http2) = match cfg.protocol {
-            UpstreamProtocol::Http1 => (Some(h1()), None),
-            UpstreamProtocol::H2c | UpstreamProtocol::H2 => (None, Some(h2())),
-            UpstreamProtocol::Auto => (Some(h1()), Some(h2())),
-        };
-        Upstream {
-            http1,
-            http2,
-            protocol: cfg.protocol,
-            alpn: false,
-            scheme: Scheme::HTTP,
-            authority: Authority::from_static("localhost"),
-            base_path: String::new(),
-            response_timeout: cfg.response_timeout,
-        }
-    }
-
-    /// The upstream URI for a normalised path and (already cleaned) query.
-    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, GateError> {
-        let mut pq = String::with_capacity(
-            self.base_path.len() + path.len() + 1 + query.map_or(0, str::len),
-        );
-        pq.push_str(&self.base_path);
-        pq.push_str(path);
-        if let Some(q) = query {
-            pq.push('?');
-            pq.push_str(q);
-        }
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| GateError::Path("request target cannot be forwarded".into()))
-    }
-
-    /// The client for this request and the version to ask it for, or the
-    /// refusal when `upstream.protocol` cannot carry the request.
-    fn pick(
-        &self,
-        req: &Request<Incoming>,
-        opts: SendOptions,
-    ) -> Result<(&UpstreamClient, Version), GateError> {
-        let proto = match self.protocol {
-            UpstreamProtocol::Http1 => "http1",
-            UpstreamProtocol::H2c => "h2c",
-            UpstreamProtocol::H2 => "h2",
-            UpstreamProtocol::Auto => "auto",
-        };
-        let client_h2 = req.version() == Version::HTTP_2;
-        let upgrade = req.headers().contains_key(header::UPGRADE);
-        let picked = match (&self.http1, &self.http2) {
-            // gRPC has no HTTP/1.1 form: say so rather than send a request
-            // the backend can only garble.
-            (_, None) if opts.grpc => {
-                return Err(failed(format!(
-                    "gRPC needs HTTP/2 to the upstream, and upstream.protocol is \"{proto}\""
-                )));
-            }
-            (Some(h1), _) if upgrade => (h1, Version::HTTP_11),
-            (None, Some(_)) if upgrade => {
-                return Err(failed(format!(
-                    "an upgrade (WebSocket) needs HTTP/1.1 to the upstream, and upstream.protocol is \"{proto}\""
-                )));
-            }
-            (_, Some(h2)) if opts.grpc => (h2, Version::HTTP_2),
-            // `auto` over TLS: an HTTP/2 client's request is offered to the
-            // upstream as `h2` or `http/1.1`; its ALPN answer decides.
-            (Some(_), Some(h2)) if self.alpn && client_h2 => (h2, Version::HTTP_11),
-            (Some(h1), _) => (h1, Version::HTTP_11),
-            (None, Some(h2)) => (h2, Version::HTTP_2),
-            (None, None) => {
-                return Err(failed("no upstream client"));
-            }
-        };
-        Ok(picked)
-    }
-
-    /// Sends the prepared request; maps failures to 502 and slowness to 504.
-    /// The timeout bounds only the wait for the response head: a streamed
-    /// body (a long download, a gRPC stream) runs as long as it runs.
-    pub async fn send(
-        &self,
-        mut req: Request<Incoming>,
-        opts: SendOptions,
-    ) -> Result<Response<Incoming>, GateError> {
-        let (client, version) = self.pick(&req, opts)?;
-        // The upstream's version is the gate's choice, not the client's.
-        *req.version_mut() = version;
-        let limit = match opts.deadline {
-            Some(d) => self
-                .response_timeout
-                .min(d.saturating_duration_since(std::time::Instant::now())),
-            None => self.response_timeout,
-        };
-        match tokio::time::timeout(limit, client.request(req)).await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                if is_timeout(&e) {
-                    Err(timeout("upstream connect timed out"))
-                } else if e.is_connect() {
-                    Err(failed("upstream refused the connection"))
-                } else if version == Version::HTTP_2 {
-                    debug!("upstream HTTP/2 request failed: {e:?}");
-                    Err(failed("upstream failed (over HTTP/2)"))
-                } else {
-                    Err(failed("upstream failed"))
-                }
-            }
-            Err(_) => Err(timeout("upstream did not answer in time")),
-        }
-    }
-}
-
-fn failed(why: impl Into<std::borrow::Cow<'static, str>>) -> GateError {
-    GateError::Upstream(UpstreamError::Failed(why.into()))
-}
-
-fn timeout(why: &'static str) -> GateError {
-    GateError::Upstream(UpstreamError::Timeout(why))
-}
-
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 #[cfg(test)]

@@ -237,7 +237,7 @@ async fn run(
     );
 
     // Phase 6: upstream.
-    let send = forward::SendOptions {
+    let send = crate::upstream::SendOptions {
         grpc: grpc.is_some(),
         deadline: grpc.and_then(|g| g.deadline),
     };

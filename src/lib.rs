@@ -34,6 +34,7 @@ pub mod state;
 pub mod store;
 pub mod tls;
 pub mod unix;
+pub mod upstream;
 pub mod uri;
 pub mod whoami;
 

@@ -52,6 +52,9 @@ pub enum UpstreamError {
     Timeout(&'static str),
     /// Refused, reset, or answered with what was not asked for: 502.
     Failed(Cow<'static, str>),
+    /// `upstream.max_connections` requests were in flight for all of
+    /// `upstream.queue_timeout`: 503, come back after `retry_after` seconds.
+    Saturated { retry_after: u64 },
 }
 
 /// A token endpoint's refusal, in the terms of RFC 6749 §5.2.
@@ -132,6 +135,7 @@ impl GateError {
             GateError::Policy(Denied::MissingScope(_)) => "missing_scope",
             GateError::Upstream(UpstreamError::Timeout(_)) => "upstream_timeout",
             GateError::Upstream(UpstreamError::Failed(_)) => "upstream_error",
+            GateError::Upstream(UpstreamError::Saturated { .. }) => "upstream_busy",
             GateError::Endpoint(e) => e.code,
         }
     }
@@ -198,6 +202,14 @@ impl GateError {
                 "bad_gateway",
                 Cow::Owned(d.to_string()),
             ),
+            GateError::Upstream(UpstreamError::Saturated { retry_after }) => Answer {
+                retry_after: Some(*retry_after),
+                ..Answer::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the upstream is at upstream.max_connections; retry later".into(),
+                )
+            },
             GateError::Endpoint(e) => Answer {
                 retry_after: e.retry_after,
                 allow: e.allow,

@@ -11,9 +11,10 @@ use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{Issuers, StaticKey};
 use crate::auth::keys::HmacKey;
 use crate::config::{Config, ConfigError};
-use crate::forward::{HeaderRules, Upstream};
+use crate::forward::HeaderRules;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::upstream::Upstream;
 
 /// Everything a request needs, built from one configuration.
 pub struct State {
@@ -89,7 +90,7 @@ impl State {
             issuer,
             policy: Policy::from_config(&config),
             verifier,
-            upstream: Upstream::new(&config.upstream)?,
+            upstream: Upstream::new(&config.upstream, previous.map(|p| &p.upstream))?,
             headers: HeaderRules::from_config(&config.forward, &token_sources)?,
             path_rules: crate::uri::PathRules {
                 allow_path_parameters: config.paths.allow_path_parameters,

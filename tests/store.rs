@@ -100,7 +100,7 @@ impl Redis {
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", c.id())])
+                .args(["-KILL", "--", &format!("-{}", c.id())])
                 .status();
             let _ = c.kill();
             let _ = c.wait();
