@@ -19,7 +19,7 @@ use crate::server::ConnInfo;
 use crate::state::Shared;
 
 /// May this request use a mutating endpoint?
-pub fn may_mutate(peer: std::net::IpAddr, headers: &http::HeaderMap, token: &str) -> bool {
+pub(crate) fn may_mutate(peer: std::net::IpAddr, headers: &http::HeaderMap, token: &str) -> bool {
     if peer.to_canonical().is_loopback() {
         return true;
     }
@@ -40,7 +40,7 @@ pub fn may_mutate(peer: std::net::IpAddr, headers: &http::HeaderMap, token: &str
         ))
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
     req: Request<Incoming>,

@@ -20,7 +20,7 @@ use crate::upstream::UpstreamBody;
 
 /// The body of every response the gate sends: the upstream's, streamed as
 /// it comes, or one of the gate's own small replies.
-pub type GateBody = Either<UpstreamBody, Full<Bytes>>;
+pub(crate) type GateBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones proxies know).
 /// `HTTP2-Settings` belongs to the h2c upgrade, which is never forwarded.
@@ -78,7 +78,7 @@ const GATE_SET_HEADERS: &[&str] = &[
 
 /// A header name as CGI/WSGI servers (and nginx with
 /// `underscores_in_headers`) read it: case ignored, `_` the same as `-`.
-pub fn canonical_header(name: &str) -> String {
+pub(crate) fn canonical_header(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
             b'_' => '-',
@@ -103,7 +103,7 @@ fn protocol_name(token: &str) -> &str {
 }
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -397,7 +397,7 @@ impl HeaderRules {
 }
 
 /// What the decision phases let through, as `prepare` needs it.
-pub struct Verdict<'a> {
+pub(crate) struct Verdict<'a> {
     pub identity: Option<&'a Identity>,
     /// The verified token came from `Authorization` on this request and
     /// `auth.forward_token` is on: keep that header.
@@ -406,7 +406,7 @@ pub struct Verdict<'a> {
 
 /// An upgrade (WebSocket) the request asked for and may make: the protocol
 /// asked, and the client's side of the connection once it is switched.
-pub struct Upgrade {
+pub(crate) struct Upgrade {
     asked: HeaderValue,
     client: hyper::upgrade::OnUpgrade,
 }
@@ -416,7 +416,7 @@ pub struct Upgrade {
 /// (the normalised path with the cleaned query) as the target. The upstream
 /// receives exactly the request the decision was made on. Returns the
 /// upgrade that was kept, which `finish` completes.
-pub fn prepare<B>(
+pub(crate) fn prepare<B>(
     rules: &HeaderRules,
     req: &mut Request<B>,
     verdict: Verdict<'_>,
@@ -470,7 +470,7 @@ pub fn prepare<B>(
 /// accepted only for the upgrade that was asked for and allowed; the two
 /// connections are then spliced. Any other switch would hand the
 /// connection to a protocol the gate never sees into: 502.
-pub fn finish(
+pub(crate) fn finish(
     mut resp: Response<UpstreamBody>,
     upgrade: Option<Upgrade>,
 ) -> Result<Response<UpstreamBody>, GateError> {
@@ -506,7 +506,7 @@ pub fn finish(
 /// one that agrees with the authority of an absolute-form target or of
 /// HTTP/2's `:authority`. A disagreement would let the gate and the
 /// upstream (or a virtual-host router behind it) read different hosts.
-pub fn check_host<B>(req: &Request<B>) -> Result<(), &'static str> {
+pub(crate) fn check_host<B>(req: &Request<B>) -> Result<(), &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -551,7 +551,7 @@ fn claim_header_value(v: &Value) -> Option<HeaderValue> {
 }
 
 /// A `forward.trusted_proxies` entry: a CIDR range or a single address.
-pub fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
+pub(crate) fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
     let s = s.trim();
     s.parse::<ipnet::IpNet>()
         .ok()
@@ -635,7 +635,7 @@ impl HeaderRules {
 /// a trusted proxy, the chain is cut after the client. `-Proto` and `-Host`
 /// are the gate's own view unless `trust_incoming`, in which case a single
 /// incoming value is kept.
-pub fn set_forwarded(
+pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     authority: Option<&Authority>,
     view: &ClientView,

@@ -30,7 +30,7 @@ fn first<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
         .and_then(|v| v.to_str().ok())
 }
 
-pub async fn handle(
+pub(crate) async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
     mut req: Request<Incoming>,

@@ -10,7 +10,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 
 /// A gRPC call as the gate sees it, decided once from the request head.
 #[derive(Clone, Copy, Debug)]
-pub struct GrpcCall {
+pub(crate) struct GrpcCall {
     /// When the client's `grpc-timeout` runs out, if it sent one.
     pub deadline: Option<Instant>,
 }
@@ -20,7 +20,7 @@ impl GrpcCall {
     /// `application/grpc+proto`, `application/grpc;...`). gRPC-Web
     /// (`application/grpc-web*`) is not: it is plain HTTP/1-compatible and
     /// is handled like any other HTTP request.
-    pub fn of(headers: &HeaderMap, now: Instant) -> Option<GrpcCall> {
+    pub(crate) fn of(headers: &HeaderMap, now: Instant) -> Option<GrpcCall> {
         if !is_grpc(headers) {
             return None;
         }
@@ -34,7 +34,7 @@ impl GrpcCall {
 }
 
 /// Does the content type name gRPC (and not gRPC-Web)?
-pub fn is_grpc(headers: &HeaderMap) -> bool {
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -53,7 +53,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 
 /// Did the client send `TE: trailers` (the only TE value gRPC allows, and
 /// the one HTTP/2 permits)?
-pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
+pub(crate) fn asks_for_trailers(headers: &HeaderMap) -> bool {
     headers
         .get_all(TE)
         .iter()
@@ -64,7 +64,7 @@ pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
 
 /// `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n). A value
 /// that is not one is ignored here (the upstream receives it and decides).
-pub fn parse_timeout(v: &str) -> Option<Duration> {
+pub(crate) fn parse_timeout(v: &str) -> Option<Duration> {
     let v = v.trim();
     if v.len() < 2 || v.len() > 9 {
         return None;
@@ -86,20 +86,20 @@ pub fn parse_timeout(v: &str) -> Option<Duration> {
 }
 
 /// gRPC status codes the gate answers with.
-pub mod code {
-    pub const UNKNOWN: u32 = 2;
-    pub const INVALID_ARGUMENT: u32 = 3;
-    pub const DEADLINE_EXCEEDED: u32 = 4;
-    pub const PERMISSION_DENIED: u32 = 7;
-    pub const UNIMPLEMENTED: u32 = 12;
-    pub const UNAVAILABLE: u32 = 14;
-    pub const UNAUTHENTICATED: u32 = 16;
+pub(crate) mod code {
+    pub(crate) const UNKNOWN: u32 = 2;
+    pub(crate) const INVALID_ARGUMENT: u32 = 3;
+    pub(crate) const DEADLINE_EXCEEDED: u32 = 4;
+    pub(crate) const PERMISSION_DENIED: u32 = 7;
+    pub(crate) const UNIMPLEMENTED: u32 = 12;
+    pub(crate) const UNAVAILABLE: u32 = 14;
+    pub(crate) const UNAUTHENTICATED: u32 = 16;
 }
 
 /// The gRPC status for an HTTP status the gate refuses with. A 504 is
 /// DEADLINE_EXCEEDED when the client set a deadline (the wait it asked
 /// for is over), UNAVAILABLE otherwise (as gRPC maps an HTTP 504).
-pub fn status_for(http: u16, deadline_given: bool) -> u32 {
+pub(crate) fn status_for(http: u16, deadline_given: bool) -> u32 {
     match http {
         400 => code::INVALID_ARGUMENT,
         401 => code::UNAUTHENTICATED,
@@ -115,7 +115,7 @@ pub fn status_for(http: u16, deadline_given: bool) -> u32 {
 /// everything else percent-encoded (of its UTF-8 bytes).
 const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 
-pub fn encode_message(m: &str) -> String {
+pub(crate) fn encode_message(m: &str) -> String {
     utf8_percent_encode(m, GRPC_MESSAGE).to_string()
 }
 

@@ -25,7 +25,7 @@ use crate::encoding::b64url as b64;
 
 /// A fresh key as a JWK. Asymmetric keys are private JWKs with a `kid`
 /// (the RFC 7638 thumbprint of the public part) and an `alg`.
-pub fn generate(kty: Kty) -> Result<Value, String> {
+pub(crate) fn generate(kty: Kty) -> Result<Value, String> {
     let mut jwk = match kty {
         Kty::Oct => {
             let mut k = [0u8; 32];
@@ -76,7 +76,7 @@ pub fn generate(kty: Kty) -> Result<Value, String> {
 }
 
 /// A fresh asymmetric private key as PKCS#8 PEM (for `issuer.signing_key_file`).
-pub fn generate_pem(kty: Kty) -> Result<String, String> {
+pub(crate) fn generate_pem(kty: Kty) -> Result<String, String> {
     let der: Vec<u8> = match kty {
         Kty::Oct => return Err("an oct key has no PEM form; use the JWK".into()),
         Kty::Rsa => RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)

@@ -3,38 +3,39 @@
 //! listeners and returns their addresses (tests use it directly).
 
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
-pub mod encoding;
+pub(crate) mod encoding;
 pub mod file_watch;
-pub mod forward;
-pub mod forward_auth;
+pub(crate) mod forward;
+pub(crate) mod forward_auth;
 pub mod gate;
-pub mod grpc;
+pub(crate) mod grpc;
 pub mod healthcheck;
 pub mod issuer;
-pub mod keygen;
-pub mod listener;
+pub(crate) mod keygen;
+pub(crate) mod listener;
 pub mod metrics;
-pub mod observe;
+pub(crate) mod observe;
 pub mod policy;
-pub mod process_metrics;
-pub mod random;
+pub(crate) mod process_metrics;
+pub(crate) mod random;
 pub mod reload;
-pub mod request_id;
+pub(crate) mod request_id;
 pub mod respond;
-pub mod revocations_api;
+pub(crate) mod revocations_api;
 pub mod revoke_cli;
-pub mod server;
+pub(crate) mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
-pub mod unix;
-pub mod upstream;
+pub(crate) mod unix;
+pub(crate) mod upstream;
 pub mod uri;
 pub mod whoami;
 

@@ -14,9 +14,10 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 /// this host, so it is treated like a loopback client (X-Forwarded-For,
 /// per-address limits, loopback-only admin actions). File permissions on the
 /// socket decide who that can be.
-pub const UNIX_PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+pub(crate) const UNIX_PEER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
-pub enum Listener {
+pub(crate) enum Listener {
     Tcp(TcpListener),
     Unix(UnixListener, PathBuf),
 }
@@ -29,7 +30,7 @@ impl From<TcpListener> for Listener {
 
 impl Listener {
     /// Accepts one connection with its peer address.
-    pub async fn accept(&self) -> io::Result<(Conn, SocketAddr)> {
+    pub(crate) async fn accept(&self) -> io::Result<(Conn, SocketAddr)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
@@ -44,7 +45,7 @@ impl Listener {
     }
 
     /// The bound TCP address; `None` on a Unix socket.
-    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn tcp_addr(&self) -> Option<SocketAddr> {
         match self {
             Listener::Tcp(l) => l.local_addr().ok(),
             Listener::Unix(..) => None,
@@ -52,7 +53,7 @@ impl Listener {
     }
 
     /// For logs: `127.0.0.1:8080` or `unix:/run/jwtgate.sock`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Listener::Tcp(l) => l
                 .local_addr()
@@ -63,7 +64,7 @@ impl Listener {
 }
 
 /// An accepted connection.
-pub enum Conn {
+pub(crate) enum Conn {
     Tcp(TcpStream),
     Unix(UnixStream),
 }
@@ -137,7 +138,7 @@ pub struct BindError {
 }
 
 /// Binds `addr` (`HOST:PORT` or `unix:/path`), naming the config key on failure.
-pub async fn bind(key: &str, addr: &str) -> Result<Listener, BindError> {
+pub(crate) async fn bind(key: &str, addr: &str) -> Result<Listener, BindError> {
     let fail = |message: String| BindError {
         key: key.into(),
         addr: addr.into(),

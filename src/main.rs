@@ -99,11 +99,9 @@ fn build_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => {
-            let sources = args.sources(config);
-            let (config, seen) = load_to_serve(&sources)?;
-            serve(sources, config, seen).await
-        }
+        // `serve` chooses its runtime from the configuration (`worker_threads`),
+        // so `main` runs it through `serve_main`, before any runtime exists.
+        Command::Serve(_) => anyhow::bail!("serve is run by main, outside this runtime"),
         Command::Demo => jwtgate::demo::run().await.map(|_| ExitCode::SUCCESS),
         Command::Whoami { listen } => {
             let (addr, task) = jwtgate::whoami::spawn(listen).await?;

@@ -30,7 +30,7 @@ use crate::metrics::{Decision, ListenerMetrics};
 const MAX_LOGGED: usize = 256;
 
 /// `s` cut to at most [`MAX_LOGGED`] characters.
-pub fn bounded(s: &str) -> String {
+pub(crate) fn bounded(s: &str) -> String {
     match s.char_indices().nth(MAX_LOGGED) {
         Some((i, _)) => s[..i].to_owned(),
         None => s.to_owned(),
@@ -39,14 +39,14 @@ pub fn bounded(s: &str) -> String {
 
 /// A header value as text for the log, bounded; `None` when absent or not
 /// visible ASCII.
-pub fn header_text(v: Option<&HeaderValue>) -> Option<String> {
+pub(crate) fn header_text(v: Option<&HeaderValue>) -> Option<String> {
     v.and_then(|v| v.to_str().ok()).map(bounded)
 }
 
 /// The access-log fields known before the response. Built only when the
 /// access log is on (it is off in benchmarks and for some operators).
 #[derive(Default)]
-pub struct AccessRecord {
+pub(crate) struct AccessRecord {
     pub method: http::Method,
     pub path: String,
     pub host: Option<String>,
@@ -67,7 +67,7 @@ pub struct AccessRecord {
 /// Held from a request's arrival until its response ends. Dropped without
 /// a response (the client went away mid-decision), it only lowers the
 /// in-flight gauge.
-pub struct Observation {
+pub(crate) struct Observation {
     metrics: Arc<ListenerMetrics>,
     started: Instant,
     /// Set when the response head is known.
@@ -76,7 +76,7 @@ pub struct Observation {
 }
 
 impl Observation {
-    pub fn start(metrics: &Arc<ListenerMetrics>, access: Option<Box<AccessRecord>>) -> Self {
+    pub(crate) fn start(metrics: &Arc<ListenerMetrics>, access: Option<Box<AccessRecord>>) -> Self {
         metrics.in_flight.inc();
         Observation {
             metrics: metrics.clone(),
@@ -87,7 +87,7 @@ impl Observation {
     }
 
     /// The response head is ready: what remains is to stream `body`.
-    pub fn respond<B>(mut self, decision: Decision, body: B) -> Observed<B> {
+    pub(crate) fn respond<B>(mut self, decision: Decision, body: B) -> Observed<B> {
         self.decision = Some(decision);
         Observed {
             inner: body,

@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 const USER_HZ: f64 = 100.0;
 
 #[derive(Debug)]
-pub struct ProcessCollector {
+pub(crate) struct ProcessCollector {
     /// Taken when the metrics are created, at start-up: close enough to the
     /// process start for `time() - process_start_time_seconds`, and needs no
     /// boot-time arithmetic.
@@ -26,7 +26,7 @@ pub struct ProcessCollector {
 }
 
 impl ProcessCollector {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ProcessCollector {
             start_time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)

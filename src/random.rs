@@ -10,19 +10,19 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 pub struct RandomError;
 
 /// Fills `buf` with random bytes.
-pub fn fill(buf: &mut [u8]) -> Result<(), RandomError> {
+pub(crate) fn fill(buf: &mut [u8]) -> Result<(), RandomError> {
     SystemRandom::new().fill(buf).map_err(|_| RandomError)
 }
 
 /// A random URL-safe string carrying `n` bytes of entropy.
-pub fn token(n: usize) -> Result<String, RandomError> {
+pub(crate) fn token(n: usize) -> Result<String, RandomError> {
     let mut buf = vec![0u8; n];
     fill(&mut buf)?;
     Ok(crate::encoding::b64url(&buf))
 }
 
 /// A random 64-bit number.
-pub fn u64() -> Result<u64, RandomError> {
+pub(crate) fn u64() -> Result<u64, RandomError> {
     let mut buf = [0u8; 8];
     fill(&mut buf)?;
     Ok(u64::from_le_bytes(buf))

@@ -8,18 +8,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Longest incoming id kept. 128 holds a UUID, a W3C trace id, an AWS
 /// `Root=1-...` id or an ingress-generated one with room to spare, and
 /// keeps a client from making every log line of its requests huge.
-pub const MAX_LEN: usize = 128;
+pub(crate) const MAX_LEN: usize = 128;
 
 /// Is an incoming id one to keep: 1 to [`MAX_LEN`] bytes of visible ASCII
 /// (no space, no control character, nothing a log line or a header could
 /// be split or forged with)?
-pub fn is_sane(v: &[u8]) -> bool {
+pub(crate) fn is_sane(v: &[u8]) -> bool {
     !v.is_empty() && v.len() <= MAX_LEN && v.iter().all(|b| (0x21..=0x7e).contains(b))
 }
 
@@ -27,7 +27,7 @@ pub fn is_sane(v: &[u8]) -> bool {
 /// and it is sane, else a new one, which then replaces whatever came. On
 /// return the request carries exactly that id, so it is what the upstream
 /// receives.
-pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
+pub(crate) fn ensure(headers: &mut HeaderMap) -> HeaderValue {
     let mut values = headers.get_all(&X_REQUEST_ID).iter();
     if let (Some(v), None) = (values.next(), values.next())
         && is_sane(v.as_bytes())
@@ -43,7 +43,7 @@ pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
 /// counter. Unique across processes (the prefix) and within one (the
 /// counter) without asking the system for randomness on every request; an
 /// id is for correlation, not a secret, so being guessable is harmless.
-pub fn generate() -> HeaderValue {
+pub(crate) fn generate() -> HeaderValue {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     // Without the system generator, the time still tells processes apart.
@@ -74,7 +74,7 @@ fn hex(mut v: u64, out: &mut [u8]) {
 /// `VV-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`; an all-zero id
 /// is invalid). Anything else gives `None` and is still forwarded as it
 /// came: the gate is not the one to repair a trace.
-pub fn trace_id(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn trace_id(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(&TRACEPARENT)?.to_str().ok()?.trim();
     let mut parts = v.split('-');
     let (version, trace, parent, flags) =

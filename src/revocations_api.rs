@@ -19,10 +19,10 @@ use crate::store::revocation::{MAX_FIELD_BYTES, Rule};
 /// A revocation request is a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
 
-pub const PATH: &str = "/revocations";
+pub(crate) const PATH: &str = "/revocations";
 
 /// Is `path` one of these endpoints?
-pub fn handles(path: &str) -> bool {
+pub(crate) fn handles(path: &str) -> bool {
     path == PATH || path.starts_with("/revocations/")
 }
 
@@ -33,7 +33,7 @@ fn error(status: StatusCode, code: &str, text: impl Into<String>) -> Response<Fu
     )
 }
 
-pub async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(store) = state.verifier.revocations().cloned() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -168,7 +168,7 @@ async fn read_rule(req: Request<Incoming>) -> Result<(Rule, Option<u64>), Bad> {
 }
 
 /// Unix seconds (a number or digits) or an RFC 3339 time.
-pub fn parse_time(v: &Value) -> Option<u64> {
+pub(crate) fn parse_time(v: &Value) -> Option<u64> {
     match v {
         Value::Number(n) => n.as_u64(),
         Value::String(s) if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() => {

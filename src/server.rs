@@ -30,7 +30,7 @@ pub struct ConnInfo {
 }
 
 /// One listener's settings.
-pub struct ServeOptions {
+pub(crate) struct ServeOptions {
     pub name: &'static str,
     /// Swapped on SIGHUP, so a renewed certificate is served to new connections.
     pub tls: Option<Arc<arc_swap::ArcSwap<rustls::ServerConfig>>>,
@@ -117,7 +117,7 @@ impl Drop for OpenGuard {
 }
 
 /// A response body that keeps its request counted as open until it ends.
-pub struct Tracked<B> {
+pub(crate) struct Tracked<B> {
     inner: B,
     _open: OpenGuard,
 }
@@ -151,7 +151,7 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 /// preface): so silent sockets can hold the `max_connections` slots for no
 /// longer than that. Afterwards a connection with no request in progress is
 /// closed after `limits.idle_timeout` (HTTP/2 with GOAWAY).
-pub async fn serve<H, F, B>(
+pub(crate) async fn serve<H, F, B>(
     listener: Listener,
     opts: ServeOptions,
     handler: H,

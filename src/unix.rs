@@ -19,16 +19,16 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 
 /// The prefix that marks a Unix socket address.
-pub const PREFIX: &str = "unix:";
+pub(crate) const PREFIX: &str = "unix:";
 
 /// The socket path of `unix:/path`; `None` for any other address.
-pub fn socket_path(addr: &str) -> Option<&Path> {
+pub(crate) fn socket_path(addr: &str) -> Option<&Path> {
     addr.strip_prefix(PREFIX).map(Path::new)
 }
 
 /// Checks a `unix:` address: the path must be absolute, so that it does not
 /// depend on the working directory the gate was started in.
-pub fn check(addr: &str) -> Result<(), String> {
+pub(crate) fn check(addr: &str) -> Result<(), String> {
     match socket_path(addr) {
         Some(p) if p.is_absolute() => Ok(()),
         Some(_) => Err(format!("{addr:?}: expected unix:/absolute/path/to.sock")),
@@ -39,13 +39,13 @@ pub fn check(addr: &str) -> Result<(), String> {
 /// Connects the upstream client to one socket, whatever the request's URI
 /// says (the URI still carries the `Host` the upstream sees).
 #[derive(Clone, Debug)]
-pub struct UnixConnector {
+pub(crate) struct UnixConnector {
     path: Arc<PathBuf>,
     connect_timeout: Duration,
 }
 
 impl UnixConnector {
-    pub fn new(path: &Path, connect_timeout: Duration) -> Self {
+    pub(crate) fn new(path: &Path, connect_timeout: Duration) -> Self {
         UnixConnector {
             path: Arc::new(path.to_path_buf()),
             connect_timeout,
@@ -80,7 +80,7 @@ impl tower_service::Service<Uri> for UnixConnector {
 
 /// Binds a listening socket at `path`. A stale socket left by a previous run
 /// is removed first; any other kind of file there is an error, never deleted.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
+pub(crate) fn bind(path: &Path) -> io::Result<UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {

@@ -5,8 +5,8 @@
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-pub const JWKS_PATH: &str = "/.well-known/jwks.json";
-pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
+pub(super) const JWKS_PATH: &str = "/.well-known/jwks.json";
+pub(super) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
 /// The http(s) base of an issuer that is a URL (without a trailing `/`).
 fn issuer_url(issuer: &str) -> Option<&str> {
@@ -20,7 +20,7 @@ fn issuer_url(issuer: &str) -> Option<&str> {
 }
 
 /// The path part of an issuer URL, when it has one (`https://h/base` → `/base`).
-pub fn issuer_path(issuer: &str) -> Option<String> {
+pub(super) fn issuer_path(issuer: &str) -> Option<String> {
     let base = issuer_url(issuer)?;
     let uri: http::Uri = base.parse().ok()?;
     let p = uri.path().trim_end_matches('/');
@@ -31,7 +31,7 @@ pub fn issuer_path(issuer: &str) -> Option<String> {
 /// URL (as OpenID Connect Discovery requires); otherwise the scheme and
 /// `Host` of the request, the best a gate that does not know its public
 /// name can do.
-pub fn base_url(issuer: &str, headers: &HeaderMap, uri: &http::Uri, tls: bool) -> String {
+pub(super) fn base_url(issuer: &str, headers: &HeaderMap, uri: &http::Uri, tls: bool) -> String {
     if let Some(base) = issuer_url(issuer) {
         return base.to_owned();
     }
@@ -53,7 +53,7 @@ pub fn base_url(issuer: &str, headers: &HeaderMap, uri: &http::Uri, tls: bool) -
 }
 
 /// The OpenID provider metadata of the gate's issuer.
-pub fn document(issuer: &str, base: &str, token_path: &str, alg: &str) -> Value {
+pub(super) fn document(issuer: &str, base: &str, token_path: &str, alg: &str) -> Value {
     json!({
         "issuer": issuer,
         "jwks_uri": format!("{base}{JWKS_PATH}"),
