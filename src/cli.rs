@@ -268,7 +268,7 @@ pub fn create_token(config: &Config, user: &str, minutes: u64, extra: &[String])
         claims.insert(k.into(), value);
     }
     let lifetime = Duration::from_secs(minutes.saturating_mul(60));
-    Ok(crate::issuer::create_token(
+    Ok(crate::mint::create_token(
         config, user, lifetime, &claims,
     )?)
 }

@@ -160,7 +160,7 @@ impl Default for ReloadConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub cert_file: String,
@@ -168,7 +168,7 @@ pub struct TlsConfig {
 }
 
 /// Limits that protect the listener (not in SPEC's table; documented in the README).
-#[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Time a client has to send a complete request head.
@@ -579,7 +579,37 @@ const MIB: u64 = 1024 * 1024;
 
 const NON_CONFIG_ENV: &[&str] = &["JWTGATE_CONFIG", "JWTGATE_LOG_FORMAT"];
 
+/// The settings that apply at start only: the listeners and what they
+/// accept, the runtime, draining and the shared store. A reload that
+/// changes them keeps the running values (and says so); everything else in
+/// a `Config` is reloadable.
+#[derive(Debug, PartialEq)]
+pub struct StartSettings<'a> {
+    pub listen: &'a str,
+    pub admin_listen: &'a str,
+    pub forward_auth_listen: &'a str,
+    pub drain_timeout: Duration,
+    pub worker_threads: usize,
+    pub limits: &'a LimitsConfig,
+    pub tls_on: bool,
+    pub store: &'a crate::store::StoreConfig,
+}
+
 impl Config {
+    /// The start-only part of this configuration.
+    pub fn start_settings(&self) -> StartSettings<'_> {
+        StartSettings {
+            listen: &self.listen,
+            admin_listen: &self.admin_listen,
+            forward_auth_listen: &self.forward_auth_listen,
+            drain_timeout: self.drain_timeout,
+            worker_threads: self.worker_threads,
+            limits: &self.limits,
+            tls_on: !self.tls.cert_file.is_empty(),
+            store: &self.store,
+        }
+    }
+
     /// Builds the layered figment from all sources.
     pub fn figment(sources: &Sources) -> Result<Figment, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

@@ -17,7 +17,7 @@ pub(crate) mod forward_auth;
 pub mod gate;
 pub(crate) mod grpc;
 pub mod healthcheck;
-pub mod issuer;
+pub mod mint;
 pub(crate) mod keygen;
 pub(crate) mod listener;
 pub mod metrics;
@@ -89,22 +89,12 @@ impl Running {
                 None
             }
         };
-        let old = &previous.config;
-        if old.listen != config.listen
-            || old.admin_listen != config.admin_listen
-            || old.forward_auth_listen != config.forward_auth_listen
-            || old.drain_timeout != config.drain_timeout
-            || old.limits.header_read_timeout != config.limits.header_read_timeout
-            || old.limits.max_header_bytes != config.limits.max_header_bytes
-            || old.limits.max_connections != config.limits.max_connections
-        {
+        // One comparison of the start-only settings, not a hand-kept list.
+        if previous.config.start_settings() != config.start_settings() {
             warn!(
-                "reload: listener addresses, [limits] and drain_timeout apply at start only; \
-                 restart to change them"
+                "reload: listener addresses, [limits], [tls] on or off, worker_threads, \
+                 drain_timeout and [store] apply at start only; restart to change them"
             );
-        }
-        if old.store != config.store {
-            warn!("reload: [store] applies at start only; restart to change it");
         }
         let mut state = State::build(
             config,
@@ -155,7 +145,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         .tcp_addr()
         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
     let proxy_desc = proxy_listener.describe();
-    let issuer_runtime = Arc::new(issuer::Runtime::default());
+    let issuer_runtime = Arc::new(mint::Runtime::default());
     // The store is process-wide: it outlives reloads, like the counters.
     let store = store::Store::start(&config.store, &metrics)?;
     issuer_runtime.set_store(store.clone());

@@ -26,14 +26,14 @@ pub struct State {
     pub headers: HeaderRules,
     pub path_rules: crate::uri::PathRules,
     pub token_sources: Vec<TokenSource>,
-    pub issuer: Option<crate::issuer::Endpoints>,
+    pub issuer: Option<crate::mint::Endpoints>,
 }
 
 impl State {
     pub fn build(
         config: Config,
         metrics: Arc<Metrics>,
-        issuer_runtime: Arc<crate::issuer::Runtime>,
+        issuer_runtime: Arc<crate::mint::Runtime>,
         previous: Option<&State>,
     ) -> Result<State, ConfigError> {
         let hmac = HmacKey::from_config(&config.auth.secret)?;
@@ -54,7 +54,7 @@ impl State {
             previous.map(|p| p.verifier.issuers()),
         )?;
         // The gate always accepts the tokens it issued itself.
-        if let Some(t) = crate::issuer::self_trust(&config)? {
+        if let Some(t) = crate::mint::self_trust(&config)? {
             issuers
                 .add_pinned(
                     t.issuer,
@@ -85,7 +85,7 @@ impl State {
             .iter()
             .filter_map(|s| TokenSource::parse(s))
             .collect();
-        let issuer = crate::issuer::Endpoints::from_config(&config, issuer_runtime)?;
+        let issuer = crate::mint::Endpoints::from_config(&config, issuer_runtime)?;
         Ok(State {
             issuer,
             policy: Policy::from_config(&config),
@@ -105,14 +105,14 @@ impl State {
 pub struct Shared {
     state: ArcSwap<State>,
     pub metrics: Arc<Metrics>,
-    pub issuer_runtime: Arc<crate::issuer::Runtime>,
+    pub issuer_runtime: Arc<crate::mint::Runtime>,
 }
 
 impl Shared {
     pub fn new(
         state: State,
         metrics: Arc<Metrics>,
-        issuer_runtime: Arc<crate::issuer::Runtime>,
+        issuer_runtime: Arc<crate::mint::Runtime>,
     ) -> Self {
         Shared {
             state: ArcSwap::from_pointee(state),

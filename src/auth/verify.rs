@@ -160,10 +160,6 @@ impl Verifier {
         Ok(id)
     }
 
-    pub fn hmac(&self) -> Option<&HmacKey> {
-        self.hmac.as_ref()
-    }
-
     pub fn issuers(&self) -> &Issuers {
         &self.issuers
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use redis::Script;
 
 use super::redis_store::{COMMAND_TIMEOUT, RedisStore};
-use crate::issuer::limiter::{Attempt, Limiter, Thresholds, address_key};
+use crate::mint::limiter::{Attempt, Limiter, Thresholds, address_key};
 
 /// KEYS: user, address. ARGV: max user failures, max address failures,
 /// window (ms). Returns {1, failures after this attempt, address excess}
@@ -99,7 +99,7 @@ pub async fn begin(
         if let Some((ok, n, excess)) = run::<(u8, u64, i64)>(r, inv).await {
             return if ok == 1 {
                 let delay = u32::try_from(excess)
-                    .map(crate::issuer::limiter::address_delay)
+                    .map(crate::mint::limiter::address_delay)
                     .unwrap_or(Duration::ZERO);
                 Ok((
                     SharedAttempt::Shared {

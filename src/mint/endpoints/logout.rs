@@ -14,7 +14,7 @@ use super::{field, log_name, read_form};
 use crate::auth::Verifier;
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::{Identity, VerifyError};
-use crate::issuer::Endpoints;
+use crate::mint::Endpoints;
 use crate::respond::GateError;
 use crate::store::revocation::Rule;
 

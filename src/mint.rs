@@ -1,4 +1,6 @@
-//! Token endpoints for backends without an identity provider (`[issuer]`):
+//! The gate's token mint: token endpoints for backends without an identity
+//! provider (configured in `[issuer]`; inside the crate "issuer" means only
+//! a trusted issuer of tokens, `auth.issuers` and `iss`):
 //! an OAuth2 password grant, Ampho-style login/renew, and the discovery
 //! documents that let another gate trust this one.
 //!
