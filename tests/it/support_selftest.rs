@@ -1,5 +1,6 @@
-//! Checks of the test support itself (no jwtgate process involved): the echo
-//! upstream, the raw HTTP helper, the token minting and the mock IdP.
+//! Checks of the test support itself: the echo upstream, the raw HTTP
+//! helper, the token minting and the mock IdP (no gate involved), and the
+//! two gate harnesses.
 
 use std::time::Duration;
 
@@ -191,4 +192,50 @@ async fn idp_fault_switches() {
         .unwrap();
     assert!(fast.get(idp.jwks_uri()).send().await.is_err(), "slow IdP");
     let _ = json!({});
+}
+
+/// The gate harnesses: an in-process gate and the process serve the same
+/// configuration on the addresses they report; dropping either stops it,
+/// so nothing of a test's gate outlives the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_gate_harnesses_serve_and_stop_when_dropped() {
+    let up = Upstream::start().await;
+    let secret = "selftest-secret-0123456789abcdef0123";
+    let config = format!(
+        "[upstream]\nurl = \"{}\"\n[auth.secret]\nvalue = \"{secret}\"\n",
+        up.url()
+    );
+    let token = hs256(secret, &json!({"sub": "alice", "exp": now() + 600}));
+    for gate in [
+        GateBuilder::toml(&config).start(),
+        GateBuilder::toml(&config).process().start(),
+    ] {
+        let kind = if gate.is_process() {
+            "process"
+        } else {
+            "in-process"
+        };
+        let r = client()
+            .get(gate.url("/x"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{kind}: {}", gate.diagnostics());
+        let r = client()
+            .get(gate.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{kind}");
+        let (proxy, admin) = (gate.proxy, gate.admin.unwrap());
+        drop(gate);
+        for addr in [proxy, admin] {
+            assert!(
+                tokio::net::TcpStream::connect(addr).await.is_err(),
+                "{kind}: {addr} still accepts connections after the gate was dropped"
+            );
+        }
+    }
+    assert_eq!(up.count(), 2);
 }

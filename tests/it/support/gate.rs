@@ -10,7 +10,12 @@
 //! (`worker_threads`). The bound addresses come from the returned
 //! `jwtgate::Running`. Dropping the [`Gate`] stops it: its runtime is shut
 //! down, so nothing of it (listeners, key refreshers, store tasks) outlives
-//! the gate.
+//! the gate. Process-wide state is left alone: no `std::env::set_var`, no
+//! tracing subscriber (an in-process gate logs nothing: [`Gate::logs`] needs
+//! the process), the crypto providers installed as the binary installs them.
+//! What libraries read from the real environment by themselves (proxy
+//! variables for the gate's HTTP clients, `SSL_CERT_FILE`) is the test
+//! process's, where the binary's is cleared.
 //!
 //! [`GateBuilder::process`] instead spawns
 //! `jwtgate serve --config FILE --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0`
