@@ -17,7 +17,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use jwtgate::auth::bearer::{ExtractError, TokenSource, extract, strip_cookie};
-use jwtgate::policy::{query_pairs, strip_query_param};
+use jwtgate::uri::{query_pairs, strip_query_param};
 use libfuzzer_sys::fuzz_target;
 
 const QUERY_NAME: &str = "access_token";

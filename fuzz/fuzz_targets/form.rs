@@ -7,7 +7,7 @@
 //! has an empty value; names are unique.
 #![no_main]
 
-use jwtgate::issuer::parse_form;
+use jwtgate::mint::parse_form;
 use libfuzzer_sys::fuzz_target;
 
 fn decode(s: &str) -> String {

@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 
 use http::Method;
 use jwtgate::config::{RouteAuth, RouteConfig};
-use jwtgate::policy::{Policy, normalize_path};
+use jwtgate::policy::Policy;
+use jwtgate::uri::normalize_path;
 use libfuzzer_sys::fuzz_target;
 
 const METHODS: &[&str] = &[
@@ -43,29 +44,6 @@ fn reference_route(routes: &[RouteConfig], method: &Method, path: &str) -> Optio
                 .any(|m| m.eq_ignore_ascii_case(method.as_str()));
         path_ok && method_ok
     })
-}
-
-/// Identifies the matched route by what it allows (Route has no public
-/// index): auth, users, scopes, claims and preflight flag differ per route.
-fn signature(r: &jwtgate::policy::Route) -> String {
-    format!(
-        "{:?}|{:?}|{:?}|{:?}|{}",
-        r.auth, r.allowed_users, r.require_scopes, r.require_claims, r.allow_cors_preflight
-    )
-}
-
-fn config_signature(r: &RouteConfig) -> String {
-    format!(
-        "{:?}|{:?}|{:?}|{:?}|{}",
-        r.auth,
-        r.allowed_users,
-        r.require_scopes,
-        r.require_claims
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<Vec<_>>(),
-        r.allow_cors_preflight
-    )
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -122,11 +100,11 @@ fuzz_target!(|data: &[u8]| {
     }
     // Routing.
     let p = policy();
-    let r1 = p.route(&method, n).map(signature);
-    let r2 = p.route(&method, &again).map(signature);
+    let r1 = p.route(&method, n).map(|r| r.index());
+    let r2 = p.route(&method, &again).map(|r| r.index());
     assert_eq!(r1, r2);
     let routes = jwtgate_fuzz::routes();
-    let want = reference_route(&routes, &method, n).map(|i| config_signature(&routes[i]));
+    let want = reference_route(&routes, &method, n);
     assert_eq!(r1, want, "route for {method} {n:?}");
     // The public prefix never covers a sibling like /publicx.
     if let Some(r) = p.route(&method, n)

@@ -11,20 +11,26 @@
 //!
 //! Invariants: each kind of allow has its reason (status token, public
 //! route, CORS preflight, verified and authorised token); the decision
-//! equals composing the phases one by one; the forwarded query carries
-//! neither the status token nor a query-borne JWT; an allowed request can
-//! be forwarded (`Upstream::uri_for`) under the upstream's base path.
+//! equals composing the phases one by one, and a refusal is the one the
+//! first failing phase gives (its reason, status and code; the user only
+//! for a refusal by policy); the forwarded query carries neither the status
+//! token nor any parameter that may carry a JWT (whatever the allow), and
+//! keeps every other parameter in order; the token source is reported only
+//! for a token allow; an allowed request can be forwarded
+//! (`Upstream::uri_for`) under the upstream's base path.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use jsonwebtoken::Algorithm;
+use jwtgate::auth::VerifyError;
 use jwtgate::auth::bearer::{self, TokenSource};
 use jwtgate::config::RouteAuth;
-use jwtgate::gate::{Allow, decide};
-use jwtgate::policy::{normalize_path, query_pairs, strip_query_param};
+use jwtgate::gate::{Allow, Denial, decide};
+use jwtgate::respond::GateError;
 use jwtgate::state::Shared;
+use jwtgate::uri::{normalize_path, query_pairs, strip_query_params};
 use jwtgate_fuzz::{AUDIENCE, FAR_EXP, ISS, STATUS_TOKEN, runtime, token};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
@@ -124,9 +130,7 @@ fuzz_target!(|data: &[u8]| {
     let state = f.shared.current();
     let rt = runtime();
     let route = state.policy.route(&method, &path);
-    let result = rt.block_on(decide(
-        &state, &f.shared, &method, &headers, &path, query, route,
-    ));
+    let result = rt.block_on(decide(&state, &method, &headers, &path, query, route));
 
     // The phases one by one.
     let status = state.policy.status_exempt(&method, &path, query);
@@ -137,6 +141,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(Some(found)) => Some(rt.block_on(state.verifier.verify(&found.token))),
         _ => None,
     };
+    let authorized = match &verified {
+        Some(Ok(id)) => Some(state.policy.authorize(id, route)),
+        _ => None,
+    };
     let expected = if status {
         Some(Allow::Status)
     } else if public {
@@ -144,22 +152,76 @@ fuzz_target!(|data: &[u8]| {
     } else if preflight {
         Some(Allow::Preflight)
     } else {
-        match &verified {
-            Some(Ok(id)) if state.policy.authorize(id, route).is_ok() => Some(Allow::Token),
+        match &authorized {
+            Some(Ok(())) => Some(Allow::Token),
             _ => None,
         }
     };
     match &result {
         Ok(d) => assert_eq!(Some(d.allow), expected),
-        Err((_, reason, _)) => assert_eq!(None, expected, "denied: {reason}"),
+        Err(d) => assert_eq!(None, expected, "denied: {}", d.error.reason()),
     }
+    // Every parameter that may carry a token (and, for the status
+    // exemption, the status token) is removed, whatever the allow.
+    let token_params: Vec<&str> = state
+        .token_sources
+        .iter()
+        .filter_map(|s| match s {
+            TokenSource::Query(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(token_params.contains(&"access_token"));
 
-    let Ok(decision) = result else {
-        let (_, reason, _) = result.err().unwrap();
-        if reason == "no_token" {
-            assert!(matches!(extracted, Ok(None)));
+    let decision = match result {
+        Ok(d) => d,
+        Err(Denial { error, user }) => {
+            // The refusal is the first failing phase's.
+            match (&extracted, &verified, &authorized) {
+                (Err(e), _, _) => {
+                    assert!(
+                        matches!(&error, GateError::Extract(x) if x == e),
+                        "{error:?}"
+                    );
+                    assert!(user.is_none());
+                }
+                (Ok(None), _, _) => {
+                    assert!(matches!(error, GateError::NoToken), "{error:?}");
+                    assert_eq!(error.reason(), "no_token");
+                    assert_eq!(error.status(), http::StatusCode::UNAUTHORIZED);
+                    assert!(user.is_none());
+                }
+                (Ok(Some(_)), Some(Err(v)), _) => {
+                    assert!(matches!(&error, GateError::Verify(_)), "{error:?}");
+                    assert_eq!(error.reason(), v.reason());
+                    if matches!(
+                        v,
+                        VerifyError::KeysUnavailable { .. } | VerifyError::RevocationsStale { .. }
+                    ) {
+                        assert_eq!(error.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+                    } else {
+                        assert_eq!(error.status(), http::StatusCode::UNAUTHORIZED);
+                        assert_eq!(error.code(), "invalid_token");
+                    }
+                    assert!(user.is_none());
+                }
+                (Ok(Some(_)), Some(Ok(id)), Some(Err(denied))) => {
+                    assert!(
+                        matches!(&error, GateError::Policy(d) if d == denied),
+                        "{error:?}"
+                    );
+                    assert_eq!(error.status(), http::StatusCode::FORBIDDEN);
+                    assert_eq!(user.as_deref(), Some(id.user.as_str()));
+                }
+                other => panic!("refused ({error:?}) although every phase passed: {other:?}"),
+            }
+            return;
         }
-        return;
+    };
+    let stripped = |extra: Option<&str>| {
+        let mut names = token_params.clone();
+        names.extend(extra);
+        query.and_then(|q| strip_query_params(q, &names))
     };
     match decision.allow {
         Allow::Status => {
@@ -171,17 +233,21 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(tokens.len(), 1);
             assert_eq!(tokens[0].1, STATUS_TOKEN);
             assert!(decision.identity.is_none());
-            assert_eq!(decision.query, strip_query_param(query.unwrap(), "token"));
+            assert!(decision.token_source.is_none());
+            assert_eq!(decision.query, stripped(Some("token")));
         }
         Allow::Public => {
             assert!(decision.identity.is_none());
-            assert_eq!(decision.query.as_deref(), query);
+            assert!(decision.token_source.is_none());
+            assert_eq!(decision.query, stripped(None));
         }
         Allow::Preflight => {
             assert_eq!(method, Method::OPTIONS);
             assert!(headers.contains_key(http::header::ORIGIN));
+            assert!(headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD));
             assert!(decision.identity.is_none());
-            assert_eq!(decision.query.as_deref(), query);
+            assert!(decision.token_source.is_none());
+            assert_eq!(decision.query, stripped(None));
         }
         Allow::Token => {
             let id = decision.identity.as_ref().expect("identity");
@@ -190,34 +256,31 @@ fuzz_target!(|data: &[u8]| {
             if path == "/admin" && (method == Method::GET || method == Method::POST) {
                 assert_eq!(id.user, "alice", "admin route let another user through");
             }
-            match &found.source {
-                TokenSource::Query(name) => {
-                    assert_eq!(decision.strip_cookie, None);
-                    assert_eq!(decision.query, strip_query_param(query.unwrap(), name));
-                }
-                TokenSource::Cookie(name) => {
-                    assert_eq!(decision.strip_cookie.as_ref(), Some(name));
-                    assert_eq!(decision.query.as_deref(), query);
-                }
-                TokenSource::Header => {
-                    assert_eq!(decision.strip_cookie, None);
-                    assert_eq!(decision.query.as_deref(), query);
-                }
-            }
+            assert_eq!(decision.token_source.as_ref(), Some(&found.source));
+            assert_eq!(decision.query, stripped(None));
         }
         Allow::Issuer => panic!("the issuer is off"),
     }
-    // Nothing secret is forwarded in the query.
+    // Nothing secret is forwarded in the query; everything else is, in order.
     if let Some(q) = &decision.query {
         for (k, _) in query_pairs(q) {
             if matches!(decision.allow, Allow::Status) {
                 assert_ne!(k, "token", "status token forwarded");
             }
-            if matches!(decision.allow, Allow::Token) {
-                assert_ne!(k, "access_token", "query token forwarded");
-            }
+            assert!(!token_params.contains(&k.as_str()), "query token forwarded");
         }
     }
+    let kept = |q: Option<&str>| -> Vec<(String, String)> {
+        q.map(|q| query_pairs(q).collect()).unwrap_or_default()
+    };
+    let expected_pairs: Vec<_> = kept(query)
+        .into_iter()
+        .filter(|(k, _)| {
+            !token_params.contains(&k.as_str())
+                && !(matches!(decision.allow, Allow::Status) && k == "token")
+        })
+        .collect();
+    assert_eq!(kept(decision.query.as_deref()), expected_pairs);
     // An allowed request can be forwarded, under the base path.
     let up = state
         .upstream
