@@ -268,9 +268,7 @@ pub fn create_token(config: &Config, user: &str, minutes: u64, extra: &[String])
         claims.insert(k.into(), value);
     }
     let lifetime = Duration::from_secs(minutes.saturating_mul(60));
-    Ok(crate::mint::create_token(
-        config, user, lifetime, &claims,
-    )?)
+    Ok(crate::mint::create_token(config, user, lifetime, &claims)?)
 }
 
 pub fn gen_key(kty: Kty, pem: bool) -> Result<String> {

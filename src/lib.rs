@@ -2,7 +2,6 @@
 //! JWT bearer token. `start` builds the state from a `Config`, binds the
 //! listeners and returns their addresses (tests use it directly).
 
-
 pub(crate) mod admin;
 pub mod auth;
 pub mod cli;
