@@ -2,6 +2,10 @@
 //! JWT bearer token. `start` builds the state from a `Config`, binds the
 //! listeners and returns their addresses (tests use it directly).
 
+// Everything the crate does not need to show is pub(crate), so that the
+// compiler finds dead code (the integration tests, a crate of their own,
+// are exempt: see Cargo.toml's [lints] for the rest).
+#![warn(unreachable_pub)]
 pub(crate) mod admin;
 pub mod auth;
 pub mod cli;
