@@ -70,6 +70,35 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Runs one command over a fresh connection and returns the reply as
+    /// text (a bulk string's content, a status, an integer, or an error),
+    /// as the real redis-server answers it.
+    fn command(&self, args: &[&str]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        let mut r = std::io::BufReader::new(s);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        let line = line.trim_end().to_owned();
+        match line.as_bytes().first() {
+            Some(b'$') => {
+                let n: i64 = line[1..].parse().unwrap();
+                if n < 0 {
+                    return String::new();
+                }
+                let mut buf = vec![0u8; n as usize + 2];
+                r.read_exact(&mut buf).unwrap();
+                String::from_utf8(buf[..n as usize].to_vec()).unwrap()
+            }
+            _ => line[1..].to_owned(),
+        }
+    }
+
     /// Kills it (its whole process group); dropping does too.
     fn kill(&mut self) {
         self.group = None;
@@ -566,4 +595,47 @@ async fn store_urls_are_checked_and_passwords_never_shown() {
     assert_eq!(s, 200, "without max_stale the gate stays ready: {body}");
     assert_eq!(body["store"]["up"], false);
     assert!(!body.to_string().contains("hunter2"));
+}
+
+/// A replica that missed a change (here: an entry written to Redis with no
+/// message published, as if the gate had been cut off when it was sent)
+/// converges at its next resynchronisation.
+#[tokio::test]
+async fn a_gate_that_missed_a_change_converges_at_the_next_resync() {
+    let Some(redis) = Redis::start() else { return };
+    let up = Upstream::start().await;
+    let a = redis_gate(&up, &redis, "");
+    let b = redis_gate(&up, &redis, "");
+    store_up(&a).await;
+    store_up(&b).await;
+    let missed = token("dave", "jti-missed");
+    assert_eq!(status(&b, &missed).await, 200);
+
+    // A real entry, as a gate writes it, to copy the stored form from.
+    let (s, body) = revoke(&a, json!({"jti": "jti-model"})).await;
+    assert_eq!(s, 201, "{body}");
+    let model_id = body["revocation"]["id"].as_str().unwrap().to_owned();
+    let stored = redis.command(&["GET", &format!("{{jwtgate}}:revocation:{model_id}")]);
+    let mut entry: Value = serde_json::from_str(&stored).expect("the stored entry is JSON");
+    assert_eq!(entry["jti"], "jti-model", "{entry}");
+    entry["jti"] = json!("jti-missed");
+    entry["id"] = json!("missed-by-every-subscriber");
+    let expires = entry["expires"].as_u64().unwrap().to_string();
+    // Written behind the gates' backs: no PUBLISH, so no gate is told.
+    redis.command(&[
+        "SET",
+        "{jwtgate}:revocation:missed-by-every-subscriber",
+        &entry.to_string(),
+        "EX",
+        "600",
+    ]);
+    redis.command(&[
+        "ZADD",
+        "{jwtgate}:revocations",
+        &expires,
+        "missed-by-every-subscriber",
+    ]);
+    // resync_interval is 1 s: both gates find it at their next look.
+    answers(&b, &missed, 401, Duration::from_secs(5), "B converges").await;
+    answers(&a, &missed, 401, Duration::from_secs(5), "A converges").await;
 }
