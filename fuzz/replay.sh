@@ -20,6 +20,11 @@ fi
 
 targets=$(cargo fuzz list)
 cargo fuzz build --sanitizer "$SANITIZER"
+# Run the binaries just built. (`cargo fuzz run` would build them again:
+# cargo-fuzz 0.13 runs them through `cargo run` with another debug-info
+# setting, which recompiles jwtgate and the targets, minutes in release.)
+triple=$(rustc -vV | sed -n 's/^host: //p')
+bin_dir="${CARGO_TARGET_DIR:-fuzz/target}/$triple/release"
 for t in $targets; do
     dir="fuzz/corpus/$t"
     if [ ! -d "$dir" ]; then
@@ -27,7 +32,8 @@ for t in $targets; do
         exit 1
     fi
     echo "== $t: $(find "$dir" -type f | wc -l) inputs"
+    mkdir -p "fuzz/artifacts/$t"
     # -runs=0 runs every corpus input once and stops.
-    cargo fuzz run --sanitizer "$SANITIZER" "$t" "$dir" -- -runs=0 -rss_limit_mb=2048
+    "$bin_dir/$t" -runs=0 -rss_limit_mb=2048 -artifact_prefix="fuzz/artifacts/$t/" "$dir"
 done
 echo "fuzz/replay.sh: every corpus replayed without a crash"
