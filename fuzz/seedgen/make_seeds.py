@@ -182,3 +182,8 @@ routes:
     methods: [GET, POST]
     require_scopes: [read]
 ''')
+# Byte 0 bit 1: the state is built with every bounded duration and size at
+# the top of its accepted range.
+for name in ("example-toml", "issuers-toml"):
+    with open(f"corpus/config/seed-{name}", "rb") as f:
+        write("config", "stretched-" + name, b"\x02" + f.read()[1:])
