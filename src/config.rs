@@ -740,7 +740,8 @@ impl Config {
         const MS: Duration = Duration::from_millis(1);
         const HOUR: Duration = Duration::from_secs(3600);
         const DAY: Duration = Duration::from_secs(24 * 3600);
-        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        // humantime reads "1y" as 365.25 days: "1y" must be within "up to 1 year".
+        const YEAR: Duration = Duration::from_secs(31_557_600);
         let mut v = vec![
             (
                 "drain_timeout".to_owned(),
@@ -1506,6 +1507,40 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("upstream.url"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_sizes_are_bounded_by_name_and_the_top_values_load() {
+        const SECRET: &str = "bounds-test-secret-0123456789abcdef0123";
+        let load = |extra: &str| {
+            Config::from_str_format(
+                &format!("{extra}\n[auth.secret]\nvalue = \"{SECRET}\"\n"),
+                "toml",
+            )
+        };
+        // The top of each range is accepted, "1y" as humantime reads it too.
+        let top = load(
+            "[limits]\nmax_header_bytes = 16777216\nmax_connections = 1000000\n\
+             [[auth.issuers]]\nissuer = \"https://idp.example\"\ncache_ttl = \"1y\"\n\
+             refetch_interval = \"1y\"\nmax_stale = \"10y\"\n",
+        );
+        assert!(top.is_ok(), "{:?}", top.err());
+        let err = load(
+            "worker_threads = 5000\n[limits]\nmax_header_bytes = 4294967296\n\
+             max_connections = 0\nheader_read_timeout = \"0s\"\n\
+             [[auth.issuers]]\nissuer = \"https://idp.example\"\nrefetch_interval = \"1001y\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "worker_threads",
+            "limits.max_header_bytes",
+            "limits.max_connections",
+            "limits.header_read_timeout",
+            "auth.issuers[0].refetch_interval",
+        ] {
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
     }
 
     #[test]
