@@ -219,7 +219,10 @@ async fn run(
             ctx.user = d.user;
             d.error
         })?;
-    ctx.user = decision.identity.as_ref().map(|i| i.user.clone());
+    // Only the access log reads the user: no copy when it is off.
+    if ctx.logging {
+        ctx.user = decision.identity.as_ref().map(|i| i.user.clone());
+    }
 
     // Phase 5: the request the upstream receives.
     let uri = state.upstream.uri_for(&path, decision.query.as_deref())?;

@@ -110,7 +110,7 @@ pub struct Upstream {
 /// connection and this caps its concurrent streams. Shared across reloads
 /// that keep the same cap, so a reload never doubles what the backend sees.
 #[derive(Debug)]
-pub struct Limit {
+pub(crate) struct Limit {
     permits: Arc<Semaphore>,
     max: usize,
     queue_timeout: Duration,
@@ -135,11 +135,6 @@ impl Limit {
                 retry_after: self.queue_timeout.as_secs().max(1),
             })),
         }
-    }
-
-    /// Requests in flight now.
-    pub fn in_use(&self) -> usize {
-        self.max.saturating_sub(self.permits.available_permits())
     }
 }
 
@@ -196,11 +191,6 @@ impl Upstream {
                 _ => Arc::new(Limit::new(cfg.max_connections, cfg.queue_timeout)),
             });
         Ok(upstream)
-    }
-
-    /// The cap on requests in flight, when there is one.
-    pub fn limit(&self) -> Option<&Limit> {
-        self.limit.as_deref()
     }
 
     fn clients(cfg: &UpstreamConfig) -> Result<Upstream, ConfigError> {
