@@ -75,8 +75,8 @@ fn fixture(cache: u64) -> Fixture {
     cfg.auth.secret.value = Secret::new(secret);
     cfg.auth.issuers.push(IssuerTrustConfig {
         issuer: ISS.into(),
-        jwks_file: path.display().to_string(),
-        algorithms: vec!["RS256".into(), "ES256".into()],
+        jwks_file: Some(path.clone()),
+        algorithms: vec!["RS256".parse().unwrap(), "ES256".parse().unwrap()],
         audiences: vec!["api".into()],
         ..Default::default()
     });

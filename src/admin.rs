@@ -71,7 +71,7 @@ pub(crate) async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
             let issuers = state.verifier.issuers().readiness();
-            let store = state.verifier.revocations();
+            let store = state.store.as_ref();
             // A store past store.max_stale makes the gate answer 503: not ready.
             let ready = issuers.iter().all(|(_, ok)| *ok) && store.is_none_or(|s| s.ready());
             let body = json!({

@@ -4,7 +4,8 @@
 //! Dependencies run one way: `error`, `identity` and `signature` are
 //! leaves; `claims` uses `error`; `cache` uses `claims` and `identity`;
 //! `keys` uses `signature`; `jwks` uses `error`, `signature` and `cache`;
-//! `verify` uses all of these. `bearer` stands apart.
+//! `verify` uses all of these. `bearer` stands apart. Nothing here
+//! depends on the store: it plugs in through `verify::Revocations`.
 
 pub mod bearer;
 pub mod cache;
@@ -18,4 +19,4 @@ pub(crate) mod verify;
 
 pub use error::VerifyError;
 pub use identity::Identity;
-pub use verify::Verifier;
+pub use verify::{Revocations, Verifier};

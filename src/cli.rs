@@ -322,8 +322,8 @@ pub fn check_config(config: Option<PathBuf>) -> Result<String> {
     // Building the state also parses key files and the upstream URL.
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
     crate::state::State::build(cfg.clone(), metrics, Default::default(), None)?;
-    if !cfg.tls.cert_file.is_empty() {
-        crate::tls::server_config(&cfg.tls.cert_file, &cfg.tls.key_file)?;
+    if let Some((cert, key)) = cfg.tls.files() {
+        crate::tls::server_config(cert, key)?;
     }
     Ok(toml::to_string_pretty(&cfg)?)
 }

@@ -13,11 +13,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub mod schema;
+pub mod store;
 mod suggest;
+pub mod types;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml, Yaml};
 use serde::{Deserialize, Serialize};
+
+pub use types::{Algorithm, HeaderName, ListenAddr, Method, ProxyNet, TokenSource, UpstreamUrl};
 
 /// A configuration error; the message names the key and its source.
 #[derive(Debug, thiserror::Error)]
@@ -98,9 +102,15 @@ impl Serialize for Secret {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    pub listen: String,
-    pub admin_listen: String,
-    pub forward_auth_listen: String,
+    pub listen: ListenAddr,
+    /// "" turns the admin listener off.
+    #[serde(with = "types::optional")]
+    #[schemars(with = "String")]
+    pub admin_listen: Option<ListenAddr>,
+    /// "" (the default) turns the forward-auth listener off.
+    #[serde(with = "types::optional")]
+    #[schemars(with = "String")]
+    pub forward_auth_listen: Option<ListenAddr>,
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "schema::duration")]
     pub drain_timeout: Duration,
@@ -118,15 +128,15 @@ pub struct Config {
     pub issuer: IssuerConfig,
     pub admin: AdminConfig,
     pub reload: ReloadConfig,
-    pub store: crate::store::StoreConfig,
+    pub store: store::StoreConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            listen: "0.0.0.0:8080".into(),
-            admin_listen: "0.0.0.0:9901".into(),
-            forward_auth_listen: String::new(),
+            listen: ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            admin_listen: Some(ListenAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 9901)))),
+            forward_auth_listen: None,
             drain_timeout: Duration::from_secs(30),
             worker_threads: 0,
             tls: TlsConfig::default(),
@@ -140,7 +150,7 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             issuer: IssuerConfig::default(),
             reload: ReloadConfig::default(),
-            store: crate::store::StoreConfig::default(),
+            store: store::StoreConfig::default(),
         }
     }
 }
@@ -163,8 +173,20 @@ impl Default for ReloadConfig {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
-    pub cert_file: String,
-    pub key_file: String,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when TLS is on (`validate` makes
+    /// sure they are set together).
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        Some((self.cert_file.as_deref()?, self.key_file.as_deref()?))
+    }
 }
 
 /// Limits that protect the listener (not in SPEC's table; documented in the README).
@@ -201,14 +223,16 @@ impl Default for LimitsConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamConfig {
-    pub url: String,
+    pub url: UpstreamUrl,
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "schema::duration")]
     pub connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "schema::duration")]
     pub response_timeout: Duration,
-    pub ca_file: String,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub ca_file: Option<PathBuf>,
     /// `upstream.protocol`: which HTTP version the gate speaks to the upstream.
     pub protocol: UpstreamProtocol,
     /// Requests in flight to the upstream at most (HTTP/1.1: connections;
@@ -243,10 +267,10 @@ pub enum UpstreamProtocol {
 impl Default for UpstreamConfig {
     fn default() -> Self {
         UpstreamConfig {
-            url: "http://127.0.0.1:8000".into(),
+            url: UpstreamUrl::Http(http::Uri::from_static("http://127.0.0.1:8000")),
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(60),
-            ca_file: String::new(),
+            ca_file: None,
             protocol: UpstreamProtocol::Auto,
             max_connections: 0,
             queue_timeout: Duration::from_secs(5),
@@ -262,7 +286,7 @@ pub struct AuthConfig {
     pub leeway: Duration,
     pub username_claims: Vec<String>,
     pub allowed_users: Vec<String>,
-    pub token_from: Vec<String>,
+    pub token_from: Vec<TokenSource>,
     pub forward_token: bool,
     pub allow_cors_preflight: bool,
     pub realm: String,
@@ -277,7 +301,7 @@ impl Default for AuthConfig {
             leeway: Duration::from_secs(60),
             username_claims: vec!["sub".into(), "user".into(), "login".into()],
             allowed_users: Vec::new(),
-            token_from: vec!["header".into()],
+            token_from: vec![TokenSource::Header],
             forward_token: false,
             allow_cors_preflight: false,
             realm: "jwtgate".into(),
@@ -292,9 +316,11 @@ impl Default for AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SecretConfig {
     pub value: Secret,
-    pub file: String,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub file: Option<PathBuf>,
     pub jwk: Secret,
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
     pub issuer: String,
     pub audiences: Vec<String>,
     /// Accept a secret shorter than 32 bytes or a published placeholder
@@ -306,9 +332,9 @@ impl Default for SecretConfig {
     fn default() -> Self {
         SecretConfig {
             value: Secret::default(),
-            file: String::new(),
+            file: None,
             jwk: Secret::default(),
-            algorithms: vec!["HS256".into()],
+            algorithms: vec![Algorithm(jsonwebtoken::Algorithm::HS256)],
             issuer: String::new(),
             audiences: Vec::new(),
             allow_weak: false,
@@ -318,7 +344,7 @@ impl Default for SecretConfig {
 
 impl SecretConfig {
     pub fn is_configured(&self) -> bool {
-        !self.value.is_empty() || !self.file.is_empty() || !self.jwk.is_empty()
+        !self.value.is_empty() || self.file.is_some() || !self.jwk.is_empty()
     }
 }
 
@@ -328,10 +354,14 @@ impl SecretConfig {
 pub struct IssuerTrustConfig {
     pub issuer: String,
     pub jwks_uri: String,
-    pub jwks_file: String,
-    pub public_key_file: String,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub jwks_file: Option<PathBuf>,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub public_key_file: Option<PathBuf>,
     pub audiences: Vec<String>,
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "schema::duration")]
     pub cache_ttl: Duration,
@@ -341,7 +371,9 @@ pub struct IssuerTrustConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "schema::duration")]
     pub max_stale: Duration,
-    pub ca_file: String,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub ca_file: Option<PathBuf>,
     /// Allow a plain-http discovery or JWKS URL on a host other than
     /// loopback (keys fetched over http can be replaced in transit).
     pub allow_insecure_http: bool,
@@ -355,14 +387,14 @@ impl Default for IssuerTrustConfig {
         IssuerTrustConfig {
             issuer: String::new(),
             jwks_uri: String::new(),
-            jwks_file: String::new(),
-            public_key_file: String::new(),
+            jwks_file: None,
+            public_key_file: None,
             audiences: Vec::new(),
-            algorithms: vec!["RS256".into()],
+            algorithms: vec![Algorithm(jsonwebtoken::Algorithm::RS256)],
             cache_ttl: Duration::from_secs(600),
             refetch_interval: Duration::from_secs(30),
             max_stale: Duration::from_secs(24 * 3600),
-            ca_file: String::new(),
+            ca_file: None,
             allow_insecure_http: false,
             require_typ: String::new(),
         }
@@ -398,7 +430,7 @@ pub enum RouteAuth {
 pub struct RouteConfig {
     pub prefix: String,
     pub path: String,
-    pub methods: Vec<String>,
+    pub methods: Vec<Method>,
     pub auth: RouteAuth,
     pub allowed_users: Vec<String>,
     pub require_claims: BTreeMap<String, serde_json::Value>,
@@ -431,9 +463,12 @@ pub struct PathsConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForwardConfig {
-    pub user_header: String,
-    pub claims_headers: BTreeMap<String, String>,
-    pub payload_header: String,
+    pub user_header: HeaderName,
+    pub claims_headers: BTreeMap<String, HeaderName>,
+    /// The whole verified payload as JSON in this header; "" = not sent.
+    #[serde(with = "types::optional")]
+    #[schemars(with = "String")]
+    pub payload_header: Option<HeaderName>,
     /// Keep an incoming `X-Forwarded-Proto`/`-Host` (one value each) instead
     /// of overwriting them: only behind an ingress that sets them.
     pub trust_forwarded_headers: bool,
@@ -443,19 +478,29 @@ pub struct ForwardConfig {
     /// Override and forwarding headers (`X-HTTP-Method-Override`,
     /// `X-Original-URL`, `Forwarded`, ...) that are removed by default and
     /// that this backend needs to receive from clients as they are.
-    pub pass_headers: Vec<String>,
+    pub pass_headers: Vec<HeaderName>,
     /// Proxies (CIDR or single addresses) whose `X-Forwarded-For` is
     /// believed: the client is the right-most address there that is not
     /// itself a trusted proxy.
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<ProxyNet>,
+}
+
+impl ForwardConfig {
+    /// The headers that carry the verified identity upstream.
+    pub fn identity_headers(&self) -> Vec<&HeaderName> {
+        let mut v = vec![&self.user_header];
+        v.extend(&self.payload_header);
+        v.extend(self.claims_headers.values());
+        v
+    }
 }
 
 impl Default for ForwardConfig {
     fn default() -> Self {
         ForwardConfig {
-            user_header: "X-Auth-User".into(),
+            user_header: HeaderName::from_static("X-Auth-User"),
             claims_headers: BTreeMap::new(),
-            payload_header: String::new(),
+            payload_header: None,
             trust_forwarded_headers: false,
             upgrades: vec!["websocket".into()],
             pass_headers: Vec::new(),
@@ -471,7 +516,9 @@ pub struct IssuerConfig {
     pub enabled: bool,
     /// htpasswd-format users (`name:hash`, argon2 or bcrypt); reloaded when it
     /// changes and on SIGHUP; a broken file keeps the last good copy.
-    pub users_file: String,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub users_file: Option<PathBuf>,
     /// Lifetime of an issued token (`AMPHO_SECURITY_TOKEN_TTL`, in seconds).
     #[serde(with = "humantime_serde")]
     #[schemars(schema_with = "schema::duration")]
@@ -485,7 +532,9 @@ pub struct IssuerConfig {
     /// `{rest_prefix}/login` and `{rest_prefix}/renew` (`AMPHO_SECURITY_REST_PREFIX`).
     pub rest_prefix: String,
     /// PEM private key (RSA, EC P-256/P-384, Ed25519); empty: sign with auth.secret.
-    pub signing_key_file: String,
+    #[serde(with = "types::optional_path")]
+    #[schemars(with = "String")]
+    pub signing_key_file: Option<PathBuf>,
     /// The `iss` of issued tokens; the gate's public base URL makes it discoverable.
     pub issuer: String,
     /// Extra claims per user, e.g. `alice = { role = "admin" }`.
@@ -509,12 +558,12 @@ impl Default for IssuerConfig {
     fn default() -> Self {
         IssuerConfig {
             enabled: false,
-            users_file: String::new(),
+            users_file: None,
             token_ttl: Duration::from_secs(15 * 60),
             max_session: Duration::from_secs(24 * 3600),
             token_path: "/token".into(),
             rest_prefix: "/api/security".into(),
-            signing_key_file: String::new(),
+            signing_key_file: None,
             issuer: "jwtgate".into(),
             claims: BTreeMap::new(),
             max_failures: 5,
@@ -585,14 +634,14 @@ const NON_CONFIG_ENV: &[&str] = &["JWTGATE_CONFIG", "JWTGATE_LOG_FORMAT"];
 /// a `Config` is reloadable.
 #[derive(Debug, PartialEq)]
 pub struct StartSettings<'a> {
-    pub listen: &'a str,
-    pub admin_listen: &'a str,
-    pub forward_auth_listen: &'a str,
+    pub listen: &'a ListenAddr,
+    pub admin_listen: Option<&'a ListenAddr>,
+    pub forward_auth_listen: Option<&'a ListenAddr>,
     pub drain_timeout: Duration,
     pub worker_threads: usize,
     pub limits: &'a LimitsConfig,
     pub tls_on: bool,
-    pub store: &'a crate::store::StoreConfig,
+    pub store: &'a store::StoreConfig,
 }
 
 impl Config {
@@ -600,12 +649,12 @@ impl Config {
     pub fn start_settings(&self) -> StartSettings<'_> {
         StartSettings {
             listen: &self.listen,
-            admin_listen: &self.admin_listen,
-            forward_auth_listen: &self.forward_auth_listen,
+            admin_listen: self.admin_listen.as_ref(),
+            forward_auth_listen: self.forward_auth_listen.as_ref(),
             drain_timeout: self.drain_timeout,
             worker_threads: self.worker_threads,
             limits: &self.limits,
-            tls_on: !self.tls.cert_file.is_empty(),
+            tls_on: self.tls.files().is_some(),
             store: &self.store,
         }
     }
@@ -675,16 +724,81 @@ impl Config {
     }
 
     fn extract_validated(fig: Figment, sources: &Sources) -> Result<Config, ConfigError> {
-        let config: Config = fig.extract().map_err(|e| {
-            // figment's message names the key path and the source of the value.
-            let mut msgs = Vec::new();
-            for err in e {
-                msgs.push(describe_figment_error(&err, sources));
+        // Fast path: a configuration that reads is only validated.
+        let first = match fig.extract::<Config>() {
+            Ok(c) => {
+                c.validate(&fig, sources)?;
+                return Ok(c);
             }
-            ConfigError::Parse(msgs.join("; "))
-        })?;
-        config.validate(&fig, sources)?;
-        Ok(config)
+            Err(e) => e,
+        };
+        // serde stops at the first value that does not parse. To report
+        // every error at once, the merged values are taken as a tree; each
+        // bad value is replaced by its default (or its nearest enclosing
+        // default), each unknown key removed, and the reading repeated. The
+        // rules across keys are then checked on what could be read, and all
+        // the errors come back together, each naming the source of the key
+        // in the original layers.
+        let describe = |err: &figment::Error| {
+            // A list entry has no metadata of its own: its list's counts.
+            let origin = (1..=err.path.len()).rev().find_map(|n| {
+                fig.find_metadata(&err.path[..n].join("."))
+                    .map(|m| match &m.source {
+                        Some(src) => src.to_string(),
+                        None => m.name.to_string(),
+                    })
+            });
+            ConfigError::Parse(describe_figment_error(err, origin, sources))
+        };
+        let Ok(mut tree) = fig.extract::<serde_json::Value>() else {
+            return Err(ConfigError::Parse(
+                first
+                    .into_iter()
+                    .map(|e| describe(&e).to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        };
+        let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut next = Some(first);
+        let mut config = None;
+        for _ in 0..MAX_REPORTED_ERRORS {
+            let Some(e) = next.take() else { break };
+            let mut progressed = false;
+            for err in e {
+                errors.push(describe(&err));
+                progressed |= match &err.kind {
+                    figment::error::Kind::UnknownField(field, _) => {
+                        let mut path = err.path.clone();
+                        if path.last() != Some(field) {
+                            path.push(field.clone());
+                        }
+                        remove_at(&mut tree, &path)
+                    }
+                    _ => patch_with_default(&mut tree, &defaults, &err.path),
+                };
+            }
+            if !progressed {
+                break;
+            }
+            match Figment::from(Serialized::defaults(&tree)).extract::<Config>() {
+                Ok(c) => config = Some(c),
+                Err(e) => next = Some(e),
+            }
+        }
+        if let Some(c) = &config
+            && let Err(e) = c.validate(&fig, sources)
+        {
+            match e {
+                ConfigError::Many(list) => errors.extend(list),
+                e => errors.push(e),
+            }
+        }
+        match errors.len() {
+            1 => Err(errors.remove(0)),
+            _ => Err(ConfigError::Many(errors)),
+        }
     }
 
     /// Checks what types alone cannot; each error names the key and its source.
@@ -821,54 +935,13 @@ impl Config {
         // Every error at once: an operator fixing a file should not have to
         // run the check again for each mistake.
         let mut errors = Vec::new();
-        if let Err(m) = check_listen_addr(&self.listen) {
-            errors.push(invalid("listen", m));
-        }
-        if let Err((k, m)) = crate::store::validate(&self.store) {
+        if let Err((k, m)) = store::validate(&self.store) {
             errors.push(invalid(k, m));
-        }
-        for (key, val) in [
-            ("admin_listen", &self.admin_listen),
-            ("forward_auth_listen", &self.forward_auth_listen),
-        ] {
-            if !val.is_empty()
-                && let Err(m) = check_listen_addr(val)
-            {
-                errors.push(invalid(key, format!("{m} or \"\"")));
-            }
-        }
-        // A `unix:` upstream has no URL to check beyond its path.
-        let upstream_url = if crate::unix::socket_path(&self.upstream.url).is_some() {
-            if let Err(m) = crate::unix::check(&self.upstream.url) {
-                errors.push(invalid("upstream.url", m));
-            }
-            "http://localhost"
-        } else {
-            self.upstream.url.as_str()
-        };
-        match upstream_url.parse::<http::Uri>() {
-            Err(e) => errors.push(invalid("upstream.url", format!("{e}"))),
-            Ok(url) => {
-                if !matches!(url.scheme_str(), Some("http") | Some("https")) {
-                    errors.push(invalid(
-                        "upstream.url",
-                        "must start with http://, https:// or unix:/".into(),
-                    ));
-                } else if url.host().is_none() {
-                    errors.push(invalid("upstream.url", "has no host".into()));
-                } else if url.query().is_some() {
-                    errors.push(invalid("upstream.url", "must not carry a query".into()));
-                }
-            }
         }
         // A protocol the URL cannot carry is a mistake in the file, not
         // something to discover on the first request.
-        let unix = crate::unix::socket_path(&self.upstream.url).is_some();
-        let scheme = upstream_url
-            .parse::<http::Uri>()
-            .ok()
-            .and_then(|u| u.scheme_str().map(str::to_owned));
-        match (self.upstream.protocol, scheme.as_deref()) {
+        let unix = matches!(self.upstream.url, UpstreamUrl::Unix(_));
+        match (self.upstream.protocol, self.upstream.url.scheme()) {
             (UpstreamProtocol::H2, _) if unix => errors.push(invalid(
                 "upstream.protocol",
                 "\"h2\" is HTTP/2 over TLS, which a unix: upstream does not speak; use \"h2c\""
@@ -885,7 +958,7 @@ impl Config {
             )),
             _ => {}
         }
-        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+        if self.tls.cert_file.is_none() != self.tls.key_file.is_none() {
             errors.push(invalid(
                 "tls.cert_file",
                 "tls.cert_file and tls.key_file must be set together".into(),
@@ -917,7 +990,7 @@ impl Config {
             }
         }
         let s = &self.auth.secret;
-        let set = [!s.value.is_empty(), !s.file.is_empty(), !s.jwk.is_empty()]
+        let set = [!s.value.is_empty(), s.file.is_some(), !s.jwk.is_empty()]
             .iter()
             .filter(|b| **b)
             .count();
@@ -928,10 +1001,10 @@ impl Config {
             ));
         }
         for (i, alg) in s.algorithms.iter().enumerate() {
-            if !matches!(alg.as_str(), "HS256" | "HS384" | "HS512") {
+            if !alg.is_hmac() {
                 errors.push(invalid(
                     &format!("auth.secret.algorithms[{i}]"),
-                    format!("{alg:?} is not one of HS256, HS384, HS512"),
+                    format!("\"{alg}\" is not one of HS256, HS384, HS512"),
                 ));
             }
         }
@@ -944,17 +1017,6 @@ impl Config {
         if self.auth.username_claims.is_empty() {
             errors.push(invalid("auth.username_claims", "must not be empty".into()));
         }
-        for (i, src) in self.auth.token_from.iter().enumerate() {
-            let ok = src == "header"
-                || src.strip_prefix("query:").is_some_and(|n| !n.is_empty())
-                || src.strip_prefix("cookie:").is_some_and(|n| !n.is_empty());
-            if !ok {
-                errors.push(invalid(
-                    &format!("auth.token_from[{i}]"),
-                    format!("{src:?}: expected \"header\", \"query:NAME\" or \"cookie:NAME\""),
-                ));
-            }
-        }
         if self.auth.token_from.is_empty() {
             errors.push(invalid("auth.token_from", "must not be empty".into()));
         }
@@ -964,8 +1026,8 @@ impl Config {
                 errors.push(invalid(&key("issuer"), "must be set".into()));
             }
             let sources_set = [
-                !iss.jwks_file.is_empty(),
-                !iss.public_key_file.is_empty(),
+                iss.jwks_file.is_some(),
+                iss.public_key_file.is_some(),
                 !iss.jwks_uri.is_empty(),
             ]
             .iter()
@@ -981,29 +1043,16 @@ impl Config {
                 errors.push(invalid(&key("algorithms"), "must not be empty".into()));
             }
             for alg in &iss.algorithms {
-                if !matches!(
-                    alg.as_str(),
-                    "RS256"
-                        | "RS384"
-                        | "RS512"
-                        | "PS256"
-                        | "PS384"
-                        | "PS512"
-                        | "ES256"
-                        | "ES384"
-                        | "EdDSA"
-                ) {
+                if !alg.is_supported_asymmetric() {
                     errors.push(invalid(
                         &key("algorithms"),
-                        format!("{alg:?} is not an asymmetric algorithm jwtgate supports"),
+                        format!("\"{alg}\" is not an asymmetric algorithm jwtgate supports"),
                     ));
                 }
             }
             // Keys fetched over plain http can be swapped in transit: only
             // loopback (a local sidecar IdP, tests) or an explicit opt-in.
-            if !iss.allow_insecure_http
-                && iss.jwks_file.is_empty()
-                && iss.public_key_file.is_empty()
+            if !iss.allow_insecure_http && iss.jwks_file.is_none() && iss.public_key_file.is_none()
             {
                 let (which, url) = if iss.jwks_uri.is_empty() {
                     ("issuer", iss.issuer.as_str())
@@ -1072,45 +1121,20 @@ impl Config {
                     format!("{p:?}: {e}; write the path as requests reach the gate"),
                 ));
             }
-            for m in &r.methods {
-                if http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()).is_err() {
-                    errors.push(invalid(&key("methods"), format!("{m:?} is not a method")));
-                }
-            }
         }
-        let mut headers = vec![("forward.user_header", &self.forward.user_header)];
-        if !self.forward.payload_header.is_empty() {
-            headers.push(("forward.payload_header", &self.forward.payload_header));
-        }
-        for h in self.forward.claims_headers.values() {
-            headers.push(("forward.claims_headers", h));
-        }
-        for (key, h) in &headers {
-            if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                errors.push(invalid(key, format!("{h:?} is not a valid header name")));
-            }
-        }
+        let identity = self.forward.identity_headers();
         for (i, h) in self.forward.pass_headers.iter().enumerate() {
-            let key = format!("forward.pass_headers[{i}]");
-            if h.is_empty() || http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                errors.push(invalid(&key, format!("{h:?} is not a valid header name")));
-            }
-            let canon = crate::forward::canonical_header(h);
-            if headers
+            let canon = types::canonical_header(h.as_str());
+            if identity
                 .iter()
-                .any(|(_, id)| crate::forward::canonical_header(id) == canon)
+                .any(|id| types::canonical_header(id.as_str()) == canon)
             {
                 errors.push(invalid(
-                    &key,
-                    format!("{h:?} is an identity header: a client can never supply it"),
-                ));
-            }
-        }
-        for (i, p) in self.forward.trusted_proxies.iter().enumerate() {
-            if crate::forward::parse_proxy(p).is_none() {
-                errors.push(invalid(
-                    &format!("forward.trusted_proxies[{i}]"),
-                    format!("{p:?} is not an address or CIDR range (10.0.0.0/8, ::1)"),
+                    &format!("forward.pass_headers[{i}]"),
+                    format!(
+                        "{:?} is an identity header: a client can never supply it",
+                        h.as_str()
+                    ),
                 ));
             }
         }
@@ -1137,7 +1161,7 @@ impl Config {
             }
         }
         if self.issuer.enabled {
-            if self.issuer.users_file.is_empty() {
+            if self.issuer.users_file.is_none() {
                 errors.push(invalid(
                     "issuer.users_file",
                     "must be set when issuer.enabled".into(),
@@ -1149,7 +1173,7 @@ impl Config {
             if !self.issuer.rest_prefix.starts_with('/') {
                 errors.push(invalid("issuer.rest_prefix", "must start with /".into()));
             }
-            if self.issuer.signing_key_file.is_empty() && !s.is_configured() {
+            if self.issuer.signing_key_file.is_none() && !s.is_configured() {
                 errors.push(invalid(
                     "issuer.signing_key_file",
                     "the issuer needs a signing key: set issuer.signing_key_file or auth.secret"
@@ -1157,7 +1181,7 @@ impl Config {
                 ));
             }
         }
-        let issuer_signs = self.issuer.enabled && !self.issuer.signing_key_file.is_empty();
+        let issuer_signs = self.issuer.enabled && self.issuer.signing_key_file.is_some();
         if !s.is_configured() && self.auth.issuers.is_empty() && !issuer_signs {
             errors.push(ConfigError::Invalid {
                 key: "auth".into(),
@@ -1289,6 +1313,57 @@ fn typed_env_value(defaults: &serde_json::Value, key: &str, v: &str) -> serde_js
     }
 }
 
+/// Type errors reported from one configuration before giving up.
+const MAX_REPORTED_ERRORS: usize = 32;
+
+/// Replaces the value at `path` in `tree` by the built-in default there,
+/// or the nearest enclosing key's default (a bad entry of a list replaces
+/// the whole list). False when there is nothing to replace.
+fn patch_with_default(
+    tree: &mut serde_json::Value,
+    defaults: &serde_json::Value,
+    path: &[String],
+) -> bool {
+    use serde_json::Value;
+    for n in (1..=path.len()).rev() {
+        let p = &path[..n];
+        let default = p.iter().try_fold(defaults, |cur, part| match cur {
+            Value::Object(m) => m.get(part),
+            _ => None,
+        });
+        if let Some(d) = default
+            && let Some(slot) = slot_at(tree, p)
+        {
+            *slot = d.clone();
+            return true;
+        }
+    }
+    false
+}
+
+/// The value at `path` (object keys and list indices) in `tree`.
+fn slot_at<'a>(
+    tree: &'a mut serde_json::Value,
+    path: &[String],
+) -> Option<&'a mut serde_json::Value> {
+    path.iter().try_fold(tree, |cur, part| match cur {
+        serde_json::Value::Object(m) => m.get_mut(part),
+        serde_json::Value::Array(a) => a.get_mut(part.parse::<usize>().ok()?),
+        _ => None,
+    })
+}
+
+/// Removes the key at `path` from `tree`; false when it is not there.
+fn remove_at(tree: &mut serde_json::Value, path: &[String]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    match slot_at(tree, parent) {
+        Some(serde_json::Value::Object(m)) => m.remove(last).is_some(),
+        _ => false,
+    }
+}
+
 /// Keys whose values are secrets: never shown in an error.
 const SECRET_KEYS: &[&str] = &[
     "auth.secret.value",
@@ -1297,18 +1372,24 @@ const SECRET_KEYS: &[&str] = &[
     "admin.token",
 ];
 
-fn describe_figment_error(err: &figment::Error, sources: &Sources) -> String {
+/// `origin`: where the key's value came from, when the error itself does
+/// not know (it was found in a re-read of the merged values).
+fn describe_figment_error(
+    err: &figment::Error,
+    origin: Option<String>,
+    sources: &Sources,
+) -> String {
     let key = if err.path.is_empty() {
         String::new()
     } else {
         err.path.join(".")
     };
-    let source = err
-        .metadata
-        .as_ref()
-        .map(|m| match &m.source {
-            Some(src) => src.to_string(),
-            None => m.name.to_string(),
+    let source = origin
+        .or_else(|| {
+            err.metadata.as_ref().map(|m| match &m.source {
+                Some(src) => src.to_string(),
+                None => m.name.to_string(),
+            })
         })
         .unwrap_or_else(|| sources.file_label());
     let mut msg = err.kind.to_string();
@@ -1363,22 +1444,12 @@ fn insecure_remote_http(url: &str) -> bool {
     !loopback
 }
 
-/// A listen address: `HOST:PORT` or `unix:/absolute/path`.
-fn check_listen_addr(addr: &str) -> Result<(), String> {
-    if crate::unix::socket_path(addr).is_some() {
-        return crate::unix::check(addr);
-    }
-    addr.parse::<SocketAddr>()
-        .map(|_| ())
-        .map_err(|e| format!("{e}: expected HOST:PORT or unix:/path"))
-}
-
 /// Reads a small file named by a config key, with an error naming the key.
-pub fn read_key_file(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(Path::new(path)).map_err(|e| ConfigError::Invalid {
+pub fn read_key_file(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::Invalid {
         key: key.to_string(),
-        origin: path.to_string(),
-        message: format!("cannot read {path}: {e}"),
+        origin: path.display().to_string(),
+        message: format!("cannot read {}: {e}", path.display()),
     })
 }
 
@@ -1396,6 +1467,38 @@ mod tests {
                 .collect(),
             overrides: Overrides::default(),
         }
+    }
+
+    #[test]
+    fn values_that_do_not_parse_are_all_reported_with_the_rules_across_keys() {
+        let err = Config::from_str_format(
+            "listen = \"nowhere\"\nadmin_listen = \"unix:rel.sock\"\n\
+             [upstream]\nurl = \"ftp://x\"\n[status]\npath = \"status\"\n\
+             [auth]\ntoken_from = [\"header\", \"body\"]\n\
+             [auth.secret]\nvalue = \"0123456789abcdef0123456789abcdef\"\nalgorithms = [\"RS256\"]\n\
+             [[routes]]\nprefix = \"/a\"\nmethods = [\"GET\", \"B AD\"]\n\
+             [forward]\nuser_header = \"X User\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            "toml",
+        )
+        .unwrap_err();
+        let ConfigError::Many(list) = &err else {
+            panic!("expected every error at once: {err}");
+        };
+        let text = err.to_string();
+        for key in [
+            "`listen`",
+            "`admin_listen`",
+            "`upstream.url`",
+            "`auth.token_from",
+            "`routes",
+            "`forward.user_header`",
+            "`forward.trusted_proxies",
+            "`status.path`",
+            "`auth.secret.algorithms[0]`",
+        ] {
+            assert!(text.contains(key), "{key} not named: {text}");
+        }
+        assert_eq!(list.len(), 9, "{text}");
     }
 
     #[test]
@@ -1455,9 +1558,9 @@ mod tests {
                 file: Some("gate.yaml".into()),
                 ..Default::default()
             };
-            assert_eq!(Config::load(&s).unwrap().listen, "127.0.0.1:1");
+            assert_eq!(Config::load(&s).unwrap().listen.to_string(), "127.0.0.1:1");
             s.overrides.listen = Some("127.0.0.1:2".into());
-            assert_eq!(Config::load(&s).unwrap().listen, "127.0.0.1:2");
+            assert_eq!(Config::load(&s).unwrap().listen.to_string(), "127.0.0.1:2");
             Ok(())
         });
     }
@@ -1482,7 +1585,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.auth.secret.value.expose(), "12345");
         assert_eq!(c.status.token.expose(), "true");
-        assert_eq!(c.auth.token_from, vec!["header", "cookie:jwt"]);
+        assert_eq!(
+            c.auth.token_from,
+            vec![TokenSource::Header, TokenSource::Cookie("jwt".into())]
+        );
         assert_eq!(c.auth.token_cache, 0);
         assert!(c.auth.forward_token);
         assert_eq!(c.auth.allowed_users, vec!["alice", "bob"]);

@@ -5,18 +5,20 @@ use std::net::SocketAddr;
 
 use anyhow::Result;
 
-use crate::config::{Config, Secret};
+use crate::config::{Config, ListenAddr, Secret};
 
 /// Builds the demo configuration for an upstream at `upstream` and binds
 /// preferred ports when free, ephemeral ones otherwise.
 pub async fn run() -> Result<()> {
     let (upstream, _whoami) = crate::whoami::spawn("127.0.0.1:0".parse::<SocketAddr>()?).await?;
     let mut config = Config {
-        listen: free_or_ephemeral("127.0.0.1:8080").await,
-        admin_listen: free_or_ephemeral("127.0.0.1:9901").await,
+        listen: free_or_ephemeral(8080).await,
+        admin_listen: Some(free_or_ephemeral(9901).await),
         ..Config::default()
     };
-    config.upstream.url = format!("http://{upstream}");
+    config.upstream.url = format!("http://{upstream}")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
     config.auth.secret.value = Secret::new(crate::random::token(32)?);
     let status_token = crate::random::token(16)?;
     config.status.token = Secret::new(status_token.clone());
@@ -49,12 +51,13 @@ pub async fn run() -> Result<()> {
     Ok(())
 }
 
-async fn free_or_ephemeral(preferred: &str) -> String {
+async fn free_or_ephemeral(port: u16) -> ListenAddr {
+    let preferred = SocketAddr::from(([127, 0, 0, 1], port));
     match tokio::net::TcpListener::bind(preferred).await {
         Ok(l) => {
             drop(l);
-            preferred.to_string()
+            ListenAddr::Tcp(preferred)
         }
-        Err(_) => "127.0.0.1:0".to_string(),
+        Err(_) => ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 0))),
     }
 }

@@ -32,7 +32,7 @@ pub fn watched_files(config: &Config, config_file: Option<&Path>) -> Vec<PathBuf
     if !config.reload.watch {
         return Vec::new();
     }
-    let mut named: Vec<&str> = vec![
+    let mut named: Vec<&Option<PathBuf>> = vec![
         &config.auth.secret.file,
         &config.tls.cert_file,
         &config.tls.key_file,
@@ -41,19 +41,11 @@ pub fn watched_files(config: &Config, config_file: Option<&Path>) -> Vec<PathBuf
         &config.issuer.signing_key_file,
     ];
     for iss in &config.auth.issuers {
-        named.extend([
-            iss.jwks_file.as_str(),
-            iss.public_key_file.as_str(),
-            iss.ca_file.as_str(),
-        ]);
+        named.extend([&iss.jwks_file, &iss.public_key_file, &iss.ca_file]);
     }
+    let named = named.into_iter().flatten();
     let mut files: Vec<PathBuf> = config_file.map(Path::to_path_buf).into_iter().collect();
-    files.extend(
-        named
-            .into_iter()
-            .filter(|f| !f.is_empty())
-            .map(PathBuf::from),
-    );
+    files.extend(named.cloned());
     files.sort();
     files.dedup();
     files
@@ -242,11 +234,11 @@ mod tests {
     #[test]
     fn files_named_by_the_config_are_watched_unless_off() {
         let mut c = Config::default();
-        c.auth.secret.file = "/s/secret".into();
-        c.tls.cert_file = "/t/c.pem".into();
-        c.tls.key_file = "/t/k.pem".into();
+        c.auth.secret.file = Some("/s/secret".into());
+        c.tls.cert_file = Some("/t/c.pem".into());
+        c.tls.key_file = Some("/t/k.pem".into());
         c.auth.issuers.push(crate::config::IssuerTrustConfig {
-            jwks_file: "/j/jwks.json".into(),
+            jwks_file: Some("/j/jwks.json".into()),
             ..Default::default()
         });
         let files = watched_files(&c, Some(Path::new("/etc/jwtgate/config.toml")));

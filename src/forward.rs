@@ -14,6 +14,7 @@ use tracing::debug;
 
 use crate::auth::Identity;
 use crate::auth::claims::lookup;
+use crate::config::types::canonical_header;
 use crate::config::{ConfigError, ForwardConfig};
 use crate::respond::{GateError, UpstreamError};
 use crate::upstream::UpstreamBody;
@@ -76,17 +77,6 @@ const GATE_SET_HEADERS: &[&str] = &[
     "forwarded",
 ];
 
-/// A header name as CGI/WSGI servers (and nginx with
-/// `underscores_in_headers`) read it: case ignored, `_` the same as `-`.
-pub(crate) fn canonical_header(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'_' => '-',
-            b => b.to_ascii_lowercase() as char,
-        })
-        .collect()
-}
-
 /// Does `Connection` carry the `upgrade` option?
 fn connection_has_upgrade(headers: &HeaderMap) -> bool {
     headers
@@ -133,27 +123,16 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
-    pub fn from_config(cfg: &ForwardConfig) -> Result<Self, ConfigError> {
-        let name = |key: &str, v: &str| {
-            HeaderName::from_bytes(v.as_bytes()).map_err(|_| ConfigError::Invalid {
-                key: key.into(),
-                origin: "configuration".into(),
-                message: format!("{v:?} is not a header name"),
-            })
-        };
-        Ok(IdentityHeaders {
-            user: name("forward.user_header", &cfg.user_header)?,
+    pub fn from_config(cfg: &ForwardConfig) -> Self {
+        IdentityHeaders {
+            user: cfg.user_header.name().clone(),
             claims: cfg
                 .claims_headers
                 .iter()
-                .map(|(claim, h)| Ok((claim.clone(), name("forward.claims_headers", h)?)))
-                .collect::<Result<_, ConfigError>>()?,
-            payload: if cfg.payload_header.is_empty() {
-                None
-            } else {
-                Some(name("forward.payload_header", &cfg.payload_header)?)
-            },
-        })
+                .map(|(claim, h)| (claim.clone(), h.name().clone()))
+                .collect(),
+            payload: cfg.payload_header.as_ref().map(|h| h.name().clone()),
+        }
     }
 
     /// Every identity header name.
@@ -233,11 +212,11 @@ impl HeaderRules {
         token_sources: &[crate::auth::bearer::TokenSource],
     ) -> Result<Self, ConfigError> {
         use crate::auth::bearer::TokenSource;
-        let identity = IdentityHeaders::from_config(forward)?;
+        let identity = IdentityHeaders::from_config(forward);
         let passed: Vec<String> = forward
             .pass_headers
             .iter()
-            .map(|h| canonical_header(h))
+            .map(|h| canonical_header(h.as_str()))
             .collect();
         let mut owned: Vec<String> = identity
             .names()
@@ -258,11 +237,7 @@ impl HeaderRules {
             pass_real_ip: passed.iter().any(|p| p == "x-real-ip"),
             pass_forwarded: passed.iter().any(|p| p == "forwarded"),
             trust_forwarded: forward.trust_forwarded_headers,
-            trusted_proxies: forward
-                .trusted_proxies
-                .iter()
-                .filter_map(|p| parse_proxy(p))
-                .collect(),
+            trusted_proxies: forward.trusted_proxies.iter().map(|p| p.0).collect(),
             upgrades: forward
                 .upgrades
                 .iter()
@@ -548,14 +523,6 @@ fn claim_header_value(v: &Value) -> Option<HeaderValue> {
         other => scalar(other),
     };
     HeaderValue::from_bytes(text.as_bytes()).ok()
-}
-
-/// A `forward.trusted_proxies` entry: a CIDR range or a single address.
-pub(crate) fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
-    let s = s.trim();
-    s.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| s.parse::<IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 /// An `X-Forwarded-For` entry: a bare address, or one with a port

@@ -12,7 +12,7 @@ use http::Uri;
 use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 
-use crate::config::Config;
+use crate::config::{Config, ListenAddr};
 
 /// Where the admin listener is when nothing says otherwise.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:9901/readyz";
@@ -32,19 +32,16 @@ pub fn target(url: Option<&str>, config: Option<&Config>) -> Result<Target> {
     let Some(cfg) = config else {
         return parse_url(DEFAULT_URL);
     };
-    let admin = cfg.admin_listen.as_str();
-    if admin.is_empty() {
-        bail!("admin_listen is \"\": there is no admin listener to ask");
-    }
-    if let Some(p) = crate::unix::socket_path(admin) {
-        return Ok(Target::Unix {
-            socket: p.display().to_string(),
-            path: "/readyz".into(),
-        });
-    }
-    let sa: SocketAddr = admin
-        .parse()
-        .with_context(|| format!("admin_listen {admin:?}"))?;
+    let sa = match &cfg.admin_listen {
+        None => bail!("admin_listen is \"\": there is no admin listener to ask"),
+        Some(ListenAddr::Unix(p)) => {
+            return Ok(Target::Unix {
+                socket: p.display().to_string(),
+                path: "/readyz".into(),
+            });
+        }
+        Some(ListenAddr::Tcp(sa)) => *sa,
+    };
     // A wildcard bind is reached on loopback from inside the container.
     let ip = match sa.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -134,7 +131,7 @@ mod tests {
             }
         );
         let mut c = Config {
-            admin_listen: "0.0.0.0:9999".into(),
+            admin_listen: Some("0.0.0.0:9999".parse().unwrap()),
             ..Config::default()
         };
         assert_eq!(
@@ -144,11 +141,11 @@ mod tests {
                 path: "/readyz".into()
             }
         );
-        c.admin_listen = "[::]:9999".into();
+        c.admin_listen = Some("[::]:9999".parse().unwrap());
         assert!(
             matches!(target(None, Some(&c)).unwrap(), Target::Tcp { authority, .. } if authority == "[::1]:9999")
         );
-        c.admin_listen = "unix:/run/a.sock".into();
+        c.admin_listen = Some("unix:/run/a.sock".parse().unwrap());
         assert_eq!(
             target(None, Some(&c)).unwrap(),
             Target::Unix {
@@ -156,7 +153,7 @@ mod tests {
                 path: "/readyz".into()
             }
         );
-        c.admin_listen = String::new();
+        c.admin_listen = None;
         assert!(target(None, Some(&c)).is_err());
         assert_eq!(
             target(Some("http://10.0.0.1:1/healthz"), Some(&c)).unwrap(),

@@ -79,12 +79,9 @@ impl Running {
     pub fn reload(&self, config: Config) -> Result<(), StartError> {
         let previous = self.shared.current();
         // Read the new certificate first: a bad one refuses the whole reload.
-        let new_tls = match (&self.tls, config.tls.cert_file.is_empty()) {
-            (Some(_), false) => Some(tls::server_config(
-                &config.tls.cert_file,
-                &config.tls.key_file,
-            )?),
-            (None, true) => None,
+        let new_tls = match (&self.tls, config.tls.files()) {
+            (Some(_), Some((cert, key))) => Some(tls::server_config(cert, key)?),
+            (None, None) => None,
             _ => {
                 warn!("reload: turning TLS on or off needs a restart; keeping the current mode");
                 None
@@ -97,15 +94,12 @@ impl Running {
                  drain_timeout and [store] apply at start only; restart to change them"
             );
         }
-        let mut state = State::build(
+        let state = State::build(
             config,
             self.shared.metrics.clone(),
             self.shared.issuer_runtime.clone(),
             Some(&previous),
         )?;
-        if let Some(store) = self.shared.issuer_runtime.store() {
-            state.verifier.set_revocations(store.clone());
-        }
         state.verifier.issuers().spawn_refreshers();
         self.shared.replace(state);
         if let (Some(current), Some(new)) = (&self.tls, new_tls) {
@@ -129,18 +123,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = Arc::new(Metrics::new());
     let limits = config.limits.clone();
     let drain = config.drain_timeout;
-    let tls = if config.tls.cert_file.is_empty() {
-        None
-    } else {
-        Some(Arc::new(arc_swap::ArcSwap::new(tls::server_config(
-            &config.tls.cert_file,
-            &config.tls.key_file,
-        )?)))
+    let tls = match config.tls.files() {
+        None => None,
+        Some((cert, key)) => Some(Arc::new(arc_swap::ArcSwap::new(tls::server_config(
+            cert, key,
+        )?))),
     };
     let proxy_listener = listener::bind("listen", &config.listen).await?;
-    let admin_listener = bind_optional("admin_listen", &config.admin_listen).await?;
+    let admin_listener = bind_optional("admin_listen", config.admin_listen.as_ref()).await?;
     let forward_auth_listener =
-        bind_optional("forward_auth_listen", &config.forward_auth_listen).await?;
+        bind_optional("forward_auth_listen", config.forward_auth_listen.as_ref()).await?;
     // On a Unix socket there is no TCP address: 0.0.0.0:0 stands for it.
     let proxy_addr = proxy_listener
         .tcp_addr()
@@ -149,9 +141,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let issuer_runtime = Arc::new(mint::Runtime::default());
     // The store is process-wide: it outlives reloads, like the counters.
     let store = store::Store::start(&config.store, &metrics)?;
-    issuer_runtime.set_store(store.clone());
-    let mut state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
-    state.verifier.set_revocations(store);
+    issuer_runtime.set_store(store);
+    let state = State::build(config, metrics.clone(), issuer_runtime.clone(), None)?;
     state.verifier.issuers().spawn_refreshers();
     let shared = Arc::new(Shared::new(state, metrics.clone(), issuer_runtime));
     let (tx, rx) = watch::channel(false);
@@ -214,11 +205,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 }
 
 /// Binds `addr` for the config `key`, unless it is "" (that listener is off).
-async fn bind_optional(key: &str, addr: &str) -> Result<Option<listener::Listener>, StartError> {
-    if addr.is_empty() {
-        Ok(None)
-    } else {
-        Ok(Some(listener::bind(key, addr).await?))
+async fn bind_optional(
+    key: &str,
+    addr: Option<&config::ListenAddr>,
+) -> Result<Option<listener::Listener>, StartError> {
+    match addr {
+        None => Ok(None),
+        Some(a) => Ok(Some(listener::bind(key, a).await?)),
     }
 }
 

@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
+use crate::config::ListenAddr;
+
 /// The peer address given to connections on a Unix socket: the peer is on
 /// this host, so it is treated like a loopback client (X-Forwarded-For,
 /// per-address limits, loopback-only admin actions). File permissions on the
@@ -138,21 +140,16 @@ pub struct BindError {
 }
 
 /// Binds `addr` (`HOST:PORT` or `unix:/path`), naming the config key on failure.
-pub(crate) async fn bind(key: &str, addr: &str) -> Result<Listener, BindError> {
-    let fail = |message: String| BindError {
+pub(crate) async fn bind(key: &str, addr: &ListenAddr) -> Result<Listener, BindError> {
+    let fail = |e: io::Error| BindError {
         key: key.into(),
-        addr: addr.into(),
-        message,
+        addr: addr.to_string(),
+        message: e.to_string(),
     };
-    if let Some(path) = crate::unix::socket_path(addr) {
-        crate::unix::check(addr).map_err(&fail)?;
-        return crate::unix::bind(path)
-            .map(|l| Listener::Unix(l, path.to_path_buf()))
-            .map_err(|e| fail(e.to_string()));
+    match addr {
+        ListenAddr::Unix(path) => crate::unix::bind(path)
+            .map(|l| Listener::Unix(l, path.clone()))
+            .map_err(fail),
+        ListenAddr::Tcp(sa) => TcpListener::bind(sa).await.map(Listener::Tcp).map_err(fail),
     }
-    let sa: SocketAddr = addr.parse().map_err(|e| fail(format!("{e}")))?;
-    TcpListener::bind(sa)
-        .await
-        .map(Listener::Tcp)
-        .map_err(|e| fail(e.to_string()))
 }

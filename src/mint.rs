@@ -11,6 +11,7 @@
 mod discovery;
 mod endpoints;
 pub mod limiter;
+pub(crate) mod shared_limits;
 pub mod signer;
 pub mod users;
 
@@ -113,9 +114,14 @@ impl std::fmt::Debug for SelfTrust {
 /// With `issuer.enabled` and `issuer.signing_key_file`: the verification key
 /// of the issued tokens (`kid` = RFC 7638 thumbprint, as in the JWKS).
 pub fn self_trust(config: &Config) -> Result<Option<SelfTrust>, ConfigError> {
-    if !config.issuer.enabled || config.issuer.signing_key_file.is_empty() {
+    let Some(key_file) = config
+        .issuer
+        .signing_key_file
+        .as_ref()
+        .filter(|_| config.issuer.enabled)
+    else {
         return Ok(None);
-    }
+    };
     let Some(signer) = Signer::from_config(config)? else {
         return Ok(None);
     };
@@ -124,7 +130,7 @@ pub fn self_trust(config: &Config) -> Result<Option<SelfTrust>, ConfigError> {
     };
     let key = key.map_err(|m| ConfigError::Invalid {
         key: "issuer.signing_key_file".into(),
-        origin: config.issuer.signing_key_file.clone(),
+        origin: key_file.display().to_string(),
         message: m,
     })?;
     Ok(Some(SelfTrust {
@@ -263,7 +269,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
         normalize_path(p).map_err(|e| invalid(key, e.to_string()))?;
     }
     let secret_iss = &config.auth.secret.issuer;
-    if i.signing_key_file.is_empty() {
+    if i.signing_key_file.is_none() {
         if !secret_iss.is_empty() && secret_iss != &i.issuer {
             return Err(invalid(
                 "issuer.issuer",
@@ -339,19 +345,18 @@ impl Endpoints {
                 "the issuer needs a signing key: set issuer.signing_key_file or auth.secret",
             )
         })?;
-        if i.users_file.is_empty() {
+        let Some(users_file) = i.users_file.clone() else {
             return Err(invalid(
                 "issuer.users_file",
                 "must be set when issuer.enabled",
             ));
-        }
-        let users_file = PathBuf::from(&i.users_file);
+        };
         runtime
             .users
             .load_now(&users_file)
             .map_err(|e| ConfigError::Invalid {
                 key: "issuer.users_file".into(),
-                origin: i.users_file.clone(),
+                origin: users_file.display().to_string(),
                 message: e.to_string(),
             })?;
         let norm = |key: &str, p: &str| {

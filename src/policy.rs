@@ -54,11 +54,7 @@ impl Route {
             } else {
                 PathMatch::Exact(form(&c.path))
             },
-            methods: c
-                .methods
-                .iter()
-                .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
-                .collect(),
+            methods: c.methods.iter().map(|m| m.0.clone()).collect(),
             auth: c.auth.clone(),
             allowed_users: c.allowed_users.clone(),
             require_claims: c
@@ -255,7 +251,7 @@ mod tests {
         let mut c = Config::default();
         c.routes.push(RouteConfig {
             prefix: "/api".into(),
-            methods: vec!["GET".into()],
+            methods: vec!["GET".parse().unwrap()],
             allow_cors_preflight: true,
             ..Default::default()
         });

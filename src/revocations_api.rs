@@ -34,7 +34,7 @@ fn error(status: StatusCode, code: &str, text: impl Into<String>) -> Response<Fu
 }
 
 pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let Some(store) = state.verifier.revocations().cloned() else {
+    let Some(store) = state.store.clone() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",

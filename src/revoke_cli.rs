@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use crate::config::{Config, Overrides, Sources};
 use crate::healthcheck::Target;
 
 /// Where the admin listener is, and how to be let in.
@@ -49,7 +50,10 @@ fn admin(args: &AdminArgs) -> Result<Admin> {
     let cfg = args
         .config
         .clone()
-        .map(|c| crate::cli::load_config(Some(c)))
+        .map(|c| {
+            let sources = Sources::from_process(Some(c), Overrides::default());
+            Config::load(&sources)
+        })
         .transpose()?;
     let base = match &args.url {
         Some(u) => u.trim_end_matches('/').to_owned(),

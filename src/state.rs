@@ -27,6 +27,9 @@ pub struct State {
     pub path_rules: crate::uri::PathRules,
     pub token_sources: Vec<TokenSource>,
     pub issuer: Option<crate::mint::Endpoints>,
+    /// The process-wide store (revocations, shared login counters), when
+    /// the runtime has one; the verifier checks its revocations.
+    pub store: Option<Arc<crate::store::Store>>,
 }
 
 impl State {
@@ -71,7 +74,7 @@ impl State {
                     message: e.to_string(),
                 })?;
         }
-        let verifier = Verifier::new(
+        let mut verifier = Verifier::new(
             hmac,
             issuers,
             config.auth.leeway.as_secs(),
@@ -79,12 +82,11 @@ impl State {
             cache,
             metrics,
         );
-        let token_sources: Vec<TokenSource> = config
-            .auth
-            .token_from
-            .iter()
-            .filter_map(|s| TokenSource::parse(s))
-            .collect();
+        let store = issuer_runtime.store().cloned();
+        if let Some(s) = &store {
+            verifier.set_revocations(s.clone());
+        }
+        let token_sources: Vec<TokenSource> = config.auth.token_from.clone();
         let issuer = crate::mint::Endpoints::from_config(&config, issuer_runtime)?;
         Ok(State {
             issuer,
@@ -96,6 +98,7 @@ impl State {
                 allow_path_parameters: config.paths.allow_path_parameters,
             },
             token_sources,
+            store,
             config: Arc::new(config),
         })
     }

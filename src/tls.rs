@@ -1,6 +1,7 @@
 //! rustls configuration for serving HTTPS and for https clients (upstream,
 //! identity providers). One crypto provider, aws-lc-rs, installed in `main`.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -16,7 +17,10 @@ pub fn install_crypto_provider() {
 }
 
 /// The system roots plus, when `ca_file` is set, the certificates in it.
-pub fn root_store(ca_key: &str, ca_file: &str) -> Result<rustls::RootCertStore, ConfigError> {
+pub fn root_store(
+    ca_key: &str,
+    ca_file: Option<&Path>,
+) -> Result<rustls::RootCertStore, ConfigError> {
     let mut roots = rustls::RootCertStore::empty();
     // A missing or partly unreadable system bundle is not fatal: an extra CA
     // file may be all that is needed.
@@ -24,8 +28,9 @@ pub fn root_store(ca_key: &str, ca_file: &str) -> Result<rustls::RootCertStore, 
     for cert in native.certs {
         let _ = roots.add(cert);
     }
-    if !ca_file.is_empty() {
-        let pem = read_key_file(ca_key, ca_file)?;
+    if let Some(path) = ca_file {
+        let ca_file = &path.display().to_string();
+        let pem = read_key_file(ca_key, path)?;
         let mut n = 0;
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert =
@@ -47,7 +52,10 @@ pub fn root_store(ca_key: &str, ca_file: &str) -> Result<rustls::RootCertStore, 
 }
 
 /// A client configuration trusting `root_store(ca_file)`.
-pub fn client_config(ca_key: &str, ca_file: &str) -> Result<rustls::ClientConfig, ConfigError> {
+pub fn client_config(
+    ca_key: &str,
+    ca_file: Option<&Path>,
+) -> Result<rustls::ClientConfig, ConfigError> {
     Ok(rustls::ClientConfig::builder()
         .with_root_certificates(root_store(ca_key, ca_file)?)
         .with_no_client_auth())
@@ -55,10 +63,14 @@ pub fn client_config(ca_key: &str, ca_file: &str) -> Result<rustls::ClientConfig
 
 /// The server configuration for `[tls]`.
 pub fn server_config(
-    cert_file: &str,
-    key_file: &str,
+    cert_path: &Path,
+    key_path: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
-    let cert_pem = read_key_file("tls.cert_file", cert_file)?;
+    let (cert_file, key_file) = (
+        &cert_path.display().to_string(),
+        &key_path.display().to_string(),
+    );
+    let cert_pem = read_key_file("tls.cert_file", cert_path)?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| ConfigError::invalid("tls.cert_file", cert_file, format!("bad PEM: {e}")))?;
@@ -69,7 +81,7 @@ pub fn server_config(
             "no certificate found",
         ));
     }
-    let key_pem = read_key_file("tls.key_file", key_file)?;
+    let key_pem = read_key_file("tls.key_file", key_path)?;
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         ConfigError::invalid("tls.key_file", key_file, format!("no private key: {e}"))
     })?;

@@ -21,21 +21,6 @@ use tokio::net::{UnixListener, UnixStream};
 /// The prefix that marks a Unix socket address.
 pub(crate) const PREFIX: &str = "unix:";
 
-/// The socket path of `unix:/path`; `None` for any other address.
-pub(crate) fn socket_path(addr: &str) -> Option<&Path> {
-    addr.strip_prefix(PREFIX).map(Path::new)
-}
-
-/// Checks a `unix:` address: the path must be absolute, so that it does not
-/// depend on the working directory the gate was started in.
-pub(crate) fn check(addr: &str) -> Result<(), String> {
-    match socket_path(addr) {
-        Some(p) if p.is_absolute() => Ok(()),
-        Some(_) => Err(format!("{addr:?}: expected unix:/absolute/path/to.sock")),
-        None => Err(format!("{addr:?} is not a unix: address")),
-    }
-}
-
 /// Connects the upstream client to one socket, whatever the request's URI
 /// says (the URI still carries the `Host` the upstream sees).
 #[derive(Clone, Debug)]
@@ -108,18 +93,6 @@ pub(crate) fn bind(path: &Path) -> io::Result<UnixListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(
-            socket_path("unix:/run/a.sock"),
-            Some(Path::new("/run/a.sock"))
-        );
-        assert_eq!(socket_path("127.0.0.1:80"), None);
-        assert!(check("unix:/run/a.sock").is_ok());
-        assert!(check("unix:a.sock").is_err());
-        assert!(check("unix:").is_err());
-    }
 
     #[tokio::test]
     async fn bind_replaces_a_stale_socket_but_not_a_live_one_or_a_file() {

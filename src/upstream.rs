@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
-use crate::config::{ConfigError, UpstreamConfig, UpstreamProtocol};
+use crate::config::{ConfigError, UpstreamConfig, UpstreamProtocol, UpstreamUrl};
 use crate::respond::{GateError, UpstreamError};
 
 /// A pooled client: over TCP (http or https), or over a Unix socket.
@@ -194,11 +194,11 @@ impl Upstream {
     }
 
     fn clients(cfg: &UpstreamConfig) -> Result<Upstream, ConfigError> {
-        if let Some(path) = crate::unix::socket_path(&cfg.url) {
-            return Ok(Self::unix(path, cfg));
-        }
+        let uri = match &cfg.url {
+            UpstreamUrl::Unix(path) => return Ok(Self::unix(path, cfg)),
+            UpstreamUrl::Http(uri) => uri,
+        };
         let invalid = |m: String| ConfigError::invalid("upstream.url", "configuration", m);
-        let uri: Uri = cfg.url.parse().map_err(|e| invalid(format!("{e}")))?;
         let scheme = uri
             .scheme()
             .cloned()
@@ -212,7 +212,7 @@ impl Upstream {
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
-        let tls = crate::tls::client_config("upstream.ca_file", &cfg.ca_file)?;
+        let tls = crate::tls::client_config("upstream.ca_file", cfg.ca_file.as_deref())?;
         let protocols = || {
             hyper_rustls::HttpsConnectorBuilder::new()
                 .with_tls_config(tls.clone())

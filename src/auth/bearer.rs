@@ -3,27 +3,8 @@
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
 
-/// A place a token may be read from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenSource {
-    Header,
-    Query(String),
-    Cookie(String),
-}
-
-impl TokenSource {
-    pub fn parse(spec: &str) -> Option<TokenSource> {
-        if spec == "header" {
-            Some(TokenSource::Header)
-        } else if let Some(n) = spec.strip_prefix("query:") {
-            Some(TokenSource::Query(n.to_string())).filter(|_| !n.is_empty())
-        } else if let Some(n) = spec.strip_prefix("cookie:") {
-            Some(TokenSource::Cookie(n.to_string())).filter(|_| !n.is_empty())
-        } else {
-            None
-        }
-    }
-}
+/// A place a token may be read from (parsed with the configuration).
+pub use crate::config::TokenSource;
 
 /// Why no usable token could be read.
 #[derive(Debug, PartialEq, Eq)]

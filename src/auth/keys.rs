@@ -38,8 +38,8 @@ impl HmacKey {
     pub fn from_config(cfg: &SecretConfig) -> Result<Option<HmacKey>, ConfigError> {
         let bytes: Vec<u8> = if !cfg.value.is_empty() {
             cfg.value.expose().as_bytes().to_vec()
-        } else if !cfg.file.is_empty() {
-            let raw = read_key_file("auth.secret.file", &cfg.file)?;
+        } else if let Some(file) = &cfg.file {
+            let raw = read_key_file("auth.secret.file", file)?;
             // A trailing newline is an editor's, not part of the secret.
             let mut end = raw.len();
             while end > 0 && (raw[end - 1] == b'\n' || raw[end - 1] == b'\r') {
@@ -69,19 +69,8 @@ impl HmacKey {
                 "auth.secret is weak ({why}); accepted because auth.secret.allow_weak = true"
             );
         }
-        let algorithms = cfg
-            .algorithms
-            .iter()
-            .map(|a| match a.as_str() {
-                "HS256" => Ok(Algorithm::HS256),
-                "HS384" => Ok(Algorithm::HS384),
-                "HS512" => Ok(Algorithm::HS512),
-                other => Err(invalid(
-                    "auth.secret.algorithms",
-                    format!("{other:?} is not an HMAC algorithm"),
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // The HMAC family is checked when the configuration is read.
+        let algorithms = crate::config::types::algorithms(&cfg.algorithms);
         Ok(Some(HmacKey {
             verify: VerifyKey::hmac(&bytes, &algorithms),
             encoding: EncodingKey::from_secret(&bytes),

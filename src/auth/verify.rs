@@ -113,7 +113,15 @@ pub struct Verifier {
     cache_owner: u64,
     metrics: Arc<Metrics>,
     /// Checked on every verification, cache hits included (issue 14).
-    revocations: Option<Arc<crate::store::Store>>,
+    revocations: Option<Arc<dyn Revocations>>,
+}
+
+/// What the verifier asks of a revocation list after every acceptance,
+/// cache hits included. The shared store implements it; `auth` does not
+/// depend on the store.
+pub trait Revocations: Send + Sync {
+    /// `Err` when `id` is revoked, or when the list is too stale to trust.
+    fn check(&self, id: &Identity) -> Result<(), VerifyError>;
 }
 
 impl Verifier {
@@ -140,22 +148,18 @@ impl Verifier {
         }
     }
 
-    /// Every token this verifier accepts is also checked against `store`'s
-    /// revocations (in memory).
-    pub fn set_revocations(&mut self, store: Arc<crate::store::Store>) {
-        self.revocations = Some(store);
-    }
-
-    pub fn revocations(&self) -> Option<&Arc<crate::store::Store>> {
-        self.revocations.as_ref()
+    /// Every token this verifier accepts is also checked against `list`
+    /// (in memory).
+    pub fn set_revocations(&mut self, list: Arc<dyn Revocations>) {
+        self.revocations = Some(list);
     }
 
     /// Verifies `token` (from the cache or fully), then checks it has not
     /// been revoked: a revocation must hold for cached tokens too.
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, VerifyError> {
         let id = self.verify_signed(token).await?;
-        if let Some(store) = &self.revocations {
-            store.check(&id)?;
+        if let Some(list) = &self.revocations {
+            list.check(&id)?;
         }
         Ok(id)
     }

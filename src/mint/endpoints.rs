@@ -26,9 +26,9 @@ use crate::auth::Verifier;
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::claims::now;
 use crate::metrics::{EndpointLabels, Metrics};
+use crate::mint::shared_limits as counters;
 use crate::respond::{GateError, Style, respond};
 use crate::server::ConnInfo;
-use crate::store::counters;
 
 /// How long a client has to send the whole (small) body: a login endpoint
 /// must not let slow senders hold connections open for ever.

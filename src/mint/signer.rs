@@ -78,11 +78,10 @@ impl Signer {
     /// The issuer's signer: `issuer.signing_key_file` when set (and the
     /// issuer is enabled), else the shared secret; `None` without either.
     pub fn from_config(config: &Config) -> Result<Option<Signer>, ConfigError> {
-        let file = &config.issuer.signing_key_file;
-        if config.issuer.enabled && !file.is_empty() {
+        if let (true, Some(file)) = (config.issuer.enabled, &config.issuer.signing_key_file) {
             let pem = read_key_file("issuer.signing_key_file", file)?;
             return Ok(Some(Signer::from_pem(&pem).map_err(|m| {
-                ConfigError::invalid("issuer.signing_key_file", file, m)
+                ConfigError::invalid("issuer.signing_key_file", file.display().to_string(), m)
             })?));
         }
         let Some(key) = HmacKey::from_config(&config.auth.secret)? else {

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 use super::mirror::Mirror;
 use super::revocation::{Change, Revocation, RevocationSet};
 use crate::auth::claims::now;
+use crate::config::store::redact_url;
 
 /// How long one command may take before the gate treats Redis as down.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -46,22 +47,6 @@ pub enum RedisStoreError {
     Sync(&'static str),
     #[error(transparent)]
     Random(#[from] crate::random::RandomError),
-}
-
-/// A Redis URL with the password (and user name) replaced, for logs,
-/// errors and Debug output.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, tail) = match rest.find(['/', '?', '#']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((_, host)) => format!("{scheme}://<redacted>@{host}{tail}"),
-        None => url.to_owned(),
-    }
 }
 
 #[derive(Clone)]

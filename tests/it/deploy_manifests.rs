@@ -208,7 +208,7 @@ fn the_example_makes_the_gate_the_only_way_in() {
         "the Secret is generated too"
     );
     let cfg = load_config(&dir("jwtgate.toml"));
-    assert_eq!(cfg.upstream.url, format!("http://{listen}"));
+    assert_eq!(cfg.upstream.url.to_string(), format!("http://{listen}/"));
     assert_eq!(cfg.worker_threads, 1);
     assert_eq!(
         s(&gate["resources"]["requests"]["cpu"]),
@@ -216,14 +216,23 @@ fn the_example_makes_the_gate_the_only_way_in() {
         "one CPU for one worker thread"
     );
     assert!(cfg.reload.watch);
-    assert_eq!(cfg.listen.rsplit(':').next(), Some("8080"));
-    assert_eq!(cfg.admin_listen.rsplit(':').next(), Some("9901"));
+    assert_eq!(cfg.listen.to_string().rsplit(':').next(), Some("8080"));
+    assert_eq!(
+        cfg.admin_listen
+            .as_ref()
+            .expect("admin_listen")
+            .to_string()
+            .rsplit(':')
+            .next(),
+        Some("9901")
+    );
     // The secret file sits in the mounted Secret.
     let mount = seq(&gate["volumeMounts"])
         .into_iter()
         .find(|m| m["name"] == "secret")
         .expect("secret mount");
-    assert!(cfg.auth.secret.file.starts_with(s(&mount["mountPath"])));
+    let secret_file = cfg.auth.secret.file.as_ref().expect("auth.secret.file");
+    assert!(secret_file.starts_with(s(&mount["mountPath"])));
     assert!(
         seq(&gate["volumeMounts"])
             .iter()
@@ -274,7 +283,7 @@ fn the_sidecar_component_adds_the_gate_and_closes_every_other_port() {
         .expect("Service patch");
     assert!(s(&svc_patch["patch"]).contains("value: jwtgate-http"));
     let cfg = load_config(&d.join("jwtgate.toml"));
-    assert_eq!(cfg.listen.rsplit(':').next(), Some("8080"));
+    assert_eq!(cfg.listen.to_string().rsplit(':').next(), Some("8080"));
 
     // The example overlay uses it on an app bound to loopback.
     let k = kustomization("overlays/existing-app");
@@ -314,7 +323,7 @@ fn the_legacy_overlay_puts_the_gate_in_front_and_closes_the_old_service() {
     );
     let cfg = load_config(&dir("overlays/legacy/jwtgate.toml"));
     assert!(
-        cfg.upstream.url.contains(".svc.cluster.local"),
+        cfg.upstream.url.to_string().contains(".svc.cluster.local"),
         "{}",
         cfg.upstream.url
     );

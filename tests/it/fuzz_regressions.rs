@@ -57,7 +57,7 @@ fn hmac_state() -> State {
     let mut cfg = Config::default();
     cfg.auth.token_cache = 0;
     cfg.auth.secret.value = jwtgate::config::Secret::new(FUZZ_SECRET);
-    cfg.auth.secret.algorithms = vec!["HS256".into(), "HS384".into()];
+    cfg.auth.secret.algorithms = vec!["HS256".parse().unwrap(), "HS384".parse().unwrap()];
     build(cfg).expect("state")
 }
 

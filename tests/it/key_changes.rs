@@ -11,11 +11,11 @@ use jwtgate::config::{Config, Secret};
 
 fn config(up: &Upstream, secret: &str) -> Config {
     let mut c = Config {
-        listen: "127.0.0.1:0".into(),
-        admin_listen: String::new(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: None,
         ..Default::default()
     };
-    c.upstream.url = up.url();
+    c.upstream.url = up.url().parse().unwrap();
     c.auth.secret.value = Secret::new(secret);
     c
 }

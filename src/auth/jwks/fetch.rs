@@ -53,7 +53,10 @@ impl serde::Serialize for FetchError {
     }
 }
 
-pub(super) fn http_client(ca_key: &str, ca_file: &str) -> Result<reqwest::Client, ConfigError> {
+pub(super) fn http_client(
+    ca_key: &str,
+    ca_file: Option<&std::path::Path>,
+) -> Result<reqwest::Client, ConfigError> {
     let tls = crate::tls::client_config(ca_key, ca_file)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)

@@ -16,7 +16,7 @@ use super::keyset::{KeySet, same_keys, select};
 use super::parse::{KeyEntry, check_url, kind_for, parse_discovery, parse_jwks, parse_pem};
 use crate::auth::cache::TokenCache;
 use crate::auth::error::VerifyError;
-use crate::auth::signature::{VerifyKey, alg_name};
+use crate::auth::signature::VerifyKey;
 use crate::config::{ConfigError, IssuerTrustConfig, read_key_file};
 use crate::metrics::{FetchLabels, IssuerLabel, Metrics};
 
@@ -80,10 +80,6 @@ pub struct IssuerKeys {
     cache: Option<Arc<TokenCache>>,
 }
 
-fn parse_algorithm(name: &str) -> Option<Algorithm> {
-    name.parse().ok()
-}
-
 impl IssuerKeys {
     pub(super) fn new(
         index: usize,
@@ -92,22 +88,15 @@ impl IssuerKeys {
         cache: Option<Arc<TokenCache>>,
     ) -> Result<IssuerKeys, ConfigError> {
         let key = |k: &str| format!("auth.issuers[{index}].{k}");
-        let algorithms = cfg
-            .algorithms
-            .iter()
-            .map(|a| {
-                parse_algorithm(a)
-                    .ok_or_else(|| invalid(key("algorithms"), format!("{a:?} is unknown")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let algorithms = crate::config::types::algorithms(&cfg.algorithms);
         let mut keys = None;
-        let source = if !cfg.jwks_file.is_empty() {
-            let bytes = read_key_file(&key("jwks_file"), &cfg.jwks_file)?;
+        let source = if let Some(file) = &cfg.jwks_file {
+            let bytes = read_key_file(&key("jwks_file"), file)?;
             let set = parse_jwks(&bytes).map_err(|m| invalid(key("jwks_file"), m))?;
             keys = Some(KeySet::local(set, false));
             Source::Local
-        } else if !cfg.public_key_file.is_empty() {
-            let pem = read_key_file(&key("public_key_file"), &cfg.public_key_file)?;
+        } else if let Some(file) = &cfg.public_key_file {
+            let pem = read_key_file(&key("public_key_file"), file)?;
             let entry = parse_pem(&pem).map_err(|m| invalid(key("public_key_file"), m))?;
             keys = Some(KeySet::local(vec![entry], true));
             Source::Local
@@ -125,7 +114,7 @@ impl IssuerKeys {
         };
         let client = match source {
             Source::Local => None,
-            _ => Some(http_client(&key("ca_file"), &cfg.ca_file)?),
+            _ => Some(http_client(&key("ca_file"), cfg.ca_file.as_deref())?),
         };
         Ok(IssuerKeys::assemble(
             cfg.clone(),
@@ -193,7 +182,7 @@ impl IssuerKeys {
         };
         let config = IssuerTrustConfig {
             issuer: name,
-            algorithms: vec![alg_name(key.algorithm).into()],
+            algorithms: vec![crate::config::Algorithm(key.algorithm)],
             ..Default::default()
         };
         Ok(IssuerKeys::assemble(

@@ -185,7 +185,8 @@ pub fn parse_pem(pem: &[u8]) -> Result<KeyEntry, String> {
 pub(super) fn check_url(url: &str) -> Result<(), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
     match uri.scheme_str() {
-        Some("https") | Some("http") if uri.host().is_some() => Ok(()),
+        // `https://:443/` parses with an empty host: nothing to fetch from.
+        Some("https") | Some("http") if uri.host().is_some_and(|h| !h.is_empty()) => Ok(()),
         _ => Err(format!("{url:?} is not an http(s) URL")),
     }
 }
@@ -193,6 +194,15 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_need_a_non_empty_host() {
+        assert!(check_url("https://idp.example/jwks").is_ok());
+        // Found by the jwks fuzz target (fuzz/corpus/jwks/regression-empty-host).
+        assert!(check_url("https://:trutokn").is_err());
+        assert!(check_url("https://:443/jwks").is_err());
+        assert!(check_url("ftp://idp.example/").is_err());
+    }
 
     #[test]
     fn jwks_keys_are_parsed_one_by_one() {

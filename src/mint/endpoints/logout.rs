@@ -36,7 +36,7 @@ impl Endpoints {
             .verify(&found.token)
             .await
             .map_err(GateError::Verify)?;
-        self.revoke_identity(verifier, &identity, "logout").await?;
+        self.revoke_identity(&identity, "logout").await?;
         Ok(super::json(
             StatusCode::OK,
             &json!({"message": "logged out"}),
@@ -58,7 +58,7 @@ impl Endpoints {
         // Only a token that verifies can be revoked: a forged one must not
         // let anyone revoke someone else's jti.
         match verifier.verify(token).await {
-            Ok(identity) => self.revoke_identity(verifier, &identity, "revoke").await?,
+            Ok(identity) => self.revoke_identity(&identity, "revoke").await?,
             Err(VerifyError::KeysUnavailable { retry_after })
             | Err(VerifyError::RevocationsStale { retry_after }) => {
                 return Err(GateError::endpoint(
@@ -87,7 +87,6 @@ impl Endpoints {
     /// be accepted (exp + leeway).
     async fn revoke_identity(
         &self,
-        verifier: &Verifier,
         identity: &Identity,
         via: &'static str,
     ) -> Result<(), GateError> {
@@ -101,7 +100,7 @@ impl Endpoints {
                 "the token has no jti, so it cannot be revoked alone",
             ));
         };
-        let Some(store) = verifier.revocations() else {
+        let Some(store) = self.runtime.store() else {
             return Err(GateError::endpoint(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",

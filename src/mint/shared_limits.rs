@@ -5,7 +5,7 @@
 //! counters, and only then count the attempt (INCR + PEXPIRE), exactly as
 //! the local limiter does under its mutex; no read-modify-write crosses the
 //! network. When Redis does not answer in time, the local counters of
-//! `issuer::limiter` take over (per process, as without Redis).
+//! `mint::limiter` take over (per process, as without Redis).
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::redis_store::{COMMAND_TIMEOUT, RedisStore};
 use crate::mint::limiter::{Attempt, Limiter, Thresholds, address_key};
+use crate::store::redis_store::{COMMAND_TIMEOUT, RedisStore};
 
 /// KEYS: user, address. ARGV: max user failures, max address failures,
 /// window (ms). Returns {1, failures after this attempt, address excess}
 /// or {0, wait ms, -1}: only the per-user limit refuses; an address past
-/// its limit is slowed down (the caller waits), as in `issuer::limiter`.
+/// its limit is slowed down (the caller waits), as in `mint::limiter`.
 static BEGIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -54,7 +54,7 @@ return 1
 
 /// A reserved attempt, in whichever counters it was counted.
 #[derive(Debug)]
-pub enum SharedAttempt {
+pub(crate) enum SharedAttempt {
     Local(Attempt),
     Shared {
         user_key: String,
@@ -80,7 +80,7 @@ async fn run<T: redis::FromRedisValue>(
 
 /// Reserves an attempt or says how long to wait: in Redis when it answers,
 /// locally otherwise.
-pub async fn begin(
+pub(crate) async fn begin(
     redis: Option<&RedisStore>,
     local: &Limiter,
     user: &str,
@@ -119,7 +119,7 @@ pub async fn begin(
         .map(|(a, delay)| (SharedAttempt::Local(a), delay))
 }
 
-pub async fn succeeded(redis: Option<&RedisStore>, local: &Limiter, attempt: SharedAttempt) {
+pub(crate) async fn succeeded(redis: Option<&RedisStore>, local: &Limiter, attempt: SharedAttempt) {
     match attempt {
         SharedAttempt::Local(a) => local.succeeded(a),
         SharedAttempt::Shared {
@@ -135,7 +135,7 @@ pub async fn succeeded(redis: Option<&RedisStore>, local: &Limiter, attempt: Sha
 }
 
 /// The failure count that decides the slow-down.
-pub fn failed(local: &Limiter, attempt: SharedAttempt) -> u32 {
+pub(crate) fn failed(local: &Limiter, attempt: SharedAttempt) -> u32 {
     match attempt {
         SharedAttempt::Local(a) => local.failed(a),
         SharedAttempt::Shared { failures, .. } => failures,
