@@ -370,6 +370,13 @@ impl Upstream {
         let (client, version) = self.pick(&req, opts)?;
         // The upstream's version is the gate's choice, not the client's.
         *req.version_mut() = version;
+        if version == Version::HTTP_2 {
+            // Over HTTP/2 the authority travels in `:authority`, which the
+            // client takes from the upstream URL; a `Host` that differs makes
+            // the request malformed (RFC 9113 §8.3.1; nginx answers 400). The
+            // client's host still reaches the upstream in X-Forwarded-Host.
+            req.headers_mut().remove(http::header::HOST);
+        }
         let limit = match opts.deadline {
             Some(d) => self
                 .response_timeout

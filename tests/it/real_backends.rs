@@ -439,3 +439,122 @@ async fn gunicorn_never_sees_an_underscore_alias_of_the_identity() {
     assert!(env.get("HTTP_X_HTTP_METHOD_OVERRIDE").is_none(), "{env}");
     assert!(env.get("HTTP_X_ORIGINAL_URL").is_none(), "{env}");
 }
+
+// ------------------------------------------------------------ nginx (h2c)
+
+/// nginx from Debian on a cleartext HTTP/2 (prior knowledge) listener; it
+/// answers every request with the host it read, `X-Forwarded-Host` and the
+/// identity header.
+async fn start_nginx_h2c(dir: &Path) -> Option<(Proc, SocketAddr)> {
+    let nginx = require_program("nginx")?;
+    let port = free_port();
+    let d = dir.display();
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen 127.0.0.1:{port} http2;
+    location / {{
+      default_type text/plain;
+      return 200 "host=$host xfh=$http_x_forwarded_host user=$http_x_auth_user\n";
+    }}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let mut p = spawn_group(
+        Command::new(nginx)
+            .arg("-p")
+            .arg(dir)
+            .arg("-e")
+            .arg(dir.join("startup.log"))
+            .arg("-c")
+            .arg(&conf),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).await.is_err() {
+        if let Ok(Some(status)) = p.0.try_wait() {
+            panic!(
+                "nginx exited with {status}: {}",
+                std::fs::read_to_string(dir.join("startup.log")).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "nginx on {addr} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Some((p, addr))
+}
+
+/// One HTTP/2 prior-knowledge GET of `http://{addr}/h2` (so `:authority`
+/// is `addr`), with `host` as a `Host` header when given.
+async fn h2_get(addr: SocketAddr, host: Option<&str>) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::get(format!("http://{addr}/h2"));
+    if let Some(h) = host {
+        req = req.header("host", h);
+    }
+    let resp = send
+        .send_request(
+            req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn an_h2c_nginx_upstream_gets_one_authority_and_the_client_host_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_nginx, addr)) = start_nginx_h2c(dir.path()).await else {
+        return;
+    };
+    // Directly: a Host beside a different :authority is refused (RFC 9113
+    // §8.3.1), which is what the gate sent before; without it, served.
+    assert_eq!(h2_get(addr, Some("gate.test")).await.0, 400);
+    let (status, body) = h2_get(addr, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("host=127.0.0.1 "), "{body}");
+
+    let gate = GateBuilder::toml(&format!(
+        "[upstream]\nurl = \"http://{addr}\"\nprotocol = \"h2c\"\n\
+         [auth.secret]\nvalue = \"{SECRET}\"\n"
+    ))
+    .start();
+    let bearer = format!("Authorization: Bearer {}", token("alice", false));
+    let resp = raw_get(gate.proxy, "/h2", &[bearer.clone()]).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(
+        resp.text().trim(),
+        format!("host=127.0.0.1 xfh=gate.test user=alice"),
+        "the upstream reads the gate's :authority, the client's host in X-Forwarded-Host"
+    );
+    // A forged identity is still replaced over HTTP/2.
+    let forged = raw_get(gate.proxy, "/h2", &[bearer, "X-Auth-User: root".into()]).await;
+    assert!(forged.text().contains("user=alice"), "{}", forged.text());
+    assert_eq!(raw_get(gate.proxy, "/h2", &[]).await.status, 401);
+}
