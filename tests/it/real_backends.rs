@@ -546,7 +546,7 @@ async fn an_h2c_nginx_upstream_gets_one_authority_and_the_client_host_forwarded(
     ))
     .start();
     let bearer = format!("Authorization: Bearer {}", token("alice", false));
-    let resp = raw_get(gate.proxy, "/h2", &[bearer.clone()]).await;
+    let resp = raw_get(gate.proxy, "/h2", std::slice::from_ref(&bearer)).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(
         resp.text().trim(),
