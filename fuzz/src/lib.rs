@@ -3,6 +3,9 @@
 //! that sign tokens for it, and a current-thread runtime built once.
 //!
 //! The keys under `fuzz/keys/` are test keys made for these fuzzers only.
+//!
+//! The targets' bodies are in [`targets`]; `cargo test --lib` replays the
+//! committed corpora through them (`replay.rs`).
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -13,6 +16,11 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use jwtgate::config::{Config, IssuerTrustConfig, RouteAuth, RouteConfig, Secret};
 use jwtgate::metrics::Metrics;
 use jwtgate::state::{Shared, State};
+
+pub mod targets;
+
+#[cfg(test)]
+mod replay;
 
 pub const SECRET: &str = "fuzz-secret-0123456789abcdef0123456789";
 pub const ISS: &str = "https://idp.fuzz";
