@@ -33,7 +33,9 @@ const MS: Duration = Duration::from_millis(1);
 const SEC: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(24 * 3600);
-const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+// As jwtgate's bounds (`Config::bounded_durations`): humantime reads "1y" as
+// 365.25 days, and "1y" is within "up to 1 year".
+const YEAR: Duration = Duration::from_secs(31_557_600);
 const MIB: usize = 1024 * 1024;
 
 fn names_a_file(c: &Config) -> bool {
