@@ -53,10 +53,19 @@ fn route(prefix: &str, path: &str, methods: &[&str], auth: RouteAuth) -> RouteCo
     RouteConfig {
         prefix: prefix.into(),
         path: path.into(),
-        methods: methods.iter().map(|m| m.to_string()).collect(),
+        methods: parse_all(methods),
         auth,
         ..Default::default()
     }
+}
+
+/// Configuration values (methods, algorithms, token sources) parsed as the
+/// configuration reader parses them.
+fn parse_all<T: std::str::FromStr<Err = String>>(items: &[&str]) -> Vec<T> {
+    items
+        .iter()
+        .map(|s| s.parse().unwrap_or_else(|e| panic!("{e}")))
+        .collect()
 }
 
 /// The routes of the fixed configuration (first match wins).
@@ -98,16 +107,12 @@ pub fn config(token_cache: u64) -> Config {
     let mut cfg = Config::default();
     cfg.auth.token_cache = token_cache;
     cfg.auth.secret.value = Secret::new(SECRET);
-    cfg.auth.secret.algorithms = vec!["HS256".into(), "HS384".into()];
-    cfg.auth.token_from = vec![
-        "header".into(),
-        "query:access_token".into(),
-        "cookie:jwt".into(),
-    ];
+    cfg.auth.secret.algorithms = parse_all(&["HS256", "HS384"]);
+    cfg.auth.token_from = parse_all(&["header", "query:access_token", "cookie:jwt"]);
     cfg.auth.issuers.push(IssuerTrustConfig {
         issuer: ISS.into(),
-        jwks_file: keys_dir().join("jwks.json").display().to_string(),
-        algorithms: vec!["RS256".into(), "PS256".into(), "ES256".into()],
+        jwks_file: Some(keys_dir().join("jwks.json")),
+        algorithms: parse_all(&["RS256", "PS256", "ES256"]),
         audiences: vec![AUDIENCE.into()],
         ..Default::default()
     });

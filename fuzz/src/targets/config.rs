@@ -39,15 +39,16 @@ const YEAR: Duration = Duration::from_secs(31_557_600);
 const MIB: usize = 1024 * 1024;
 
 fn names_a_file(c: &Config) -> bool {
-    !c.tls.cert_file.is_empty()
-        || !c.tls.key_file.is_empty()
-        || !c.upstream.ca_file.is_empty()
-        || !c.auth.secret.file.is_empty()
-        || !c.issuer.users_file.is_empty()
-        || !c.issuer.signing_key_file.is_empty()
-        || c.auth.issuers.iter().any(|i| {
-            !i.jwks_file.is_empty() || !i.public_key_file.is_empty() || !i.ca_file.is_empty()
-        })
+    c.tls.cert_file.is_some()
+        || c.tls.key_file.is_some()
+        || c.upstream.ca_file.is_some()
+        || c.auth.secret.file.is_some()
+        || c.issuer.users_file.is_some()
+        || c.issuer.signing_key_file.is_some()
+        || c.auth
+            .issuers
+            .iter()
+            .any(|i| i.jwks_file.is_some() || i.public_key_file.is_some() || i.ca_file.is_some())
 }
 
 /// The bounded durations (README, `Config::validate`): name, value, range.

@@ -36,10 +36,8 @@ fn reference_route(routes: &[RouteConfig], method: &Method, path: &str) -> Optio
         } else {
             path == r.path
         };
-        let method_ok = r.methods.is_empty()
-            || r.methods
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(method.as_str()));
+        // Configured methods are parsed (any case) into `http::Method`s.
+        let method_ok = r.methods.is_empty() || r.methods.iter().any(|m| m.0 == *method);
         path_ok && method_ok
     })
 }

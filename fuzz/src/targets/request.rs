@@ -42,7 +42,7 @@ fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
         let mut cfg = crate::config(0);
-        cfg.upstream.url = "http://127.0.0.1:9/base/".into();
+        cfg.upstream.url = "http://127.0.0.1:9/base/".parse().expect("upstream URL");
         let tokens = vec![
             token(
                 Algorithm::HS256,
