@@ -42,6 +42,9 @@ impl UpstreamClient {
 /// (in the h2 crate) for a stream to end rather than fail.
 const H2_INITIAL_MAX_STREAMS: usize = 100;
 
+/// How long an unused upstream connection is kept for the next request.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How the client for one protocol is built. `h2`: HTTP/2 is possible on
 /// it; `h2_only`: it is the only protocol (prior knowledge, or TLS with
 /// ALPN `h2` alone).
@@ -56,8 +59,12 @@ fn client_builder(
         0 => 1024,
         n => n.min(1024),
     };
+    // Idle upstream connections are closed after 5 s (HAProxy's
+    // pool-purge-delay): a steady load keeps its connections busy, and after
+    // a burst the memory they hold (buffers, a task each) is given back
+    // within seconds instead of a minute.
     b.pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .pool_max_idle_per_host(idle);
     if h2 {
         // hyper-util shares one HTTP/2 connection per upstream among all
