@@ -441,7 +441,7 @@ async fn verify_request(
                 headers.insert(name, v);
             }
         };
-        match state.token_sources.first() {
+        match state.config.auth.token_from.first() {
             Some(TokenSource::Query(name)) => {
                 let pair = format!("{name}={token}");
                 query = Some(match query {

@@ -14,8 +14,8 @@ use tracing::debug;
 
 use crate::auth::Identity;
 use crate::auth::claims::lookup;
+use crate::config::ForwardConfig;
 use crate::config::types::canonical_header;
-use crate::config::{ConfigError, ForwardConfig};
 use crate::respond::{GateError, UpstreamError};
 use crate::upstream::UpstreamBody;
 
@@ -210,7 +210,7 @@ impl HeaderRules {
     pub fn from_config(
         forward: &ForwardConfig,
         token_sources: &[crate::auth::bearer::TokenSource],
-    ) -> Result<Self, ConfigError> {
+    ) -> Self {
         use crate::auth::bearer::TokenSource;
         let identity = IdentityHeaders::from_config(forward);
         let passed: Vec<String> = forward
@@ -226,7 +226,7 @@ impl HeaderRules {
         owned.extend(OVERRIDE_HEADERS.iter().map(|h| (*h).to_string()));
         owned.sort();
         owned.dedup();
-        Ok(HeaderRules {
+        HeaderRules {
             identity,
             owned,
             removed: OVERRIDE_HEADERS
@@ -257,7 +257,7 @@ impl HeaderRules {
                     _ => None,
                 })
                 .collect(),
-        })
+        }
     }
 
     /// The query parameter names that may carry a token.

@@ -317,7 +317,7 @@ pub async fn decide(
     }
 
     // Phase 2: the token.
-    let found = bearer::extract(headers, query, &state.token_sources)
+    let found = bearer::extract(headers, query, &state.config.auth.token_from)
         .map_err(GateError::Extract)?
         .ok_or(GateError::NoToken)?;
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::auth::Verifier;
-use crate::auth::bearer::TokenSource;
 use crate::auth::cache::TokenCache;
 use crate::auth::jwks::{Issuers, StaticKey};
 use crate::auth::keys::HmacKey;
@@ -25,7 +24,6 @@ pub struct State {
     /// What a forwarded request may carry (`[forward]`, `auth.token_from`).
     pub headers: HeaderRules,
     pub path_rules: crate::uri::PathRules,
-    pub token_sources: Vec<TokenSource>,
     pub issuer: Option<crate::mint::Endpoints>,
     /// The process-wide store (revocations, shared login counters), when
     /// the runtime has one; the verifier checks its revocations.
@@ -86,18 +84,16 @@ impl State {
         if let Some(s) = &store {
             verifier.set_revocations(s.clone());
         }
-        let token_sources: Vec<TokenSource> = config.auth.token_from.clone();
         let issuer = crate::mint::Endpoints::from_config(&config, issuer_runtime)?;
         Ok(State {
             issuer,
             policy: Policy::from_config(&config),
             verifier,
             upstream: Upstream::new(&config.upstream, previous.map(|p| &p.upstream))?,
-            headers: HeaderRules::from_config(&config.forward, &token_sources)?,
+            headers: HeaderRules::from_config(&config.forward, &config.auth.token_from),
             path_rules: crate::uri::PathRules {
                 allow_path_parameters: config.paths.allow_path_parameters,
             },
-            token_sources,
             store,
             config: Arc::new(config),
         })

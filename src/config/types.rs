@@ -13,6 +13,46 @@ use std::str::FromStr;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Serialises each type as its `Display` form and reads it back with its
+/// `FromStr`, whose message becomes the configuration error.
+macro_rules! as_string {
+    ($($t:ty),+) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(D::Error::custom)
+            }
+        }
+    )+};
+}
+
+as_string!(
+    TokenSource,
+    HeaderName,
+    Method,
+    ProxyNet,
+    ListenAddr,
+    UpstreamUrl,
+    Algorithm
+);
+
+/// `unix:/absolute/path`: `None` when `s` is not a `unix:` address. The
+/// path must be absolute, so that it does not depend on the directory the
+/// gate was started in.
+fn unix_path(s: &str) -> Option<Result<std::path::PathBuf, String>> {
+    let path = std::path::Path::new(s.strip_prefix(crate::unix::PREFIX)?);
+    Some(if path.is_absolute() {
+        Ok(path.to_path_buf())
+    } else {
+        Err(format!("{s:?}: expected unix:/absolute/path/to.sock"))
+    })
+}
+
 /// A place a token may be read from (`auth.token_from`): `header`,
 /// `query:NAME` or `cookie:NAME`.
 #[derive(Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
@@ -50,18 +90,6 @@ impl fmt::Display for TokenSource {
             TokenSource::Query(n) => write!(f, "query:{n}"),
             TokenSource::Cookie(n) => write!(f, "cookie:{n}"),
         }
-    }
-}
-
-impl Serialize for TokenSource {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for TokenSource {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
     }
 }
 
@@ -106,15 +134,9 @@ impl FromStr for HeaderName {
     }
 }
 
-impl Serialize for HeaderName {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.written)
-    }
-}
-
-impl<'de> Deserialize<'de> for HeaderName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written)
     }
 }
 
@@ -145,15 +167,9 @@ impl FromStr for Method {
     }
 }
 
-impl Serialize for Method {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.0.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Method {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
     }
 }
 
@@ -176,15 +192,9 @@ impl FromStr for ProxyNet {
     }
 }
 
-impl Serialize for ProxyNet {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for ProxyNet {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
+impl fmt::Display for ProxyNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -200,15 +210,8 @@ impl FromStr for ListenAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            // Absolute, so that it does not depend on the directory the
-            // gate was started in.
-            let path = std::path::Path::new(path);
-            return if path.is_absolute() {
-                Ok(ListenAddr::Unix(path.to_path_buf()))
-            } else {
-                Err(format!("{s:?}: expected unix:/absolute/path/to.sock"))
-            };
+        if let Some(path) = unix_path(s) {
+            return path.map(ListenAddr::Unix);
         }
         s.parse()
             .map(ListenAddr::Tcp)
@@ -220,20 +223,8 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            ListenAddr::Unix(p) => write!(f, "{}{}", crate::unix::PREFIX, p.display()),
         }
-    }
-}
-
-impl Serialize for ListenAddr {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ListenAddr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
     }
 }
 
@@ -260,13 +251,8 @@ impl FromStr for UpstreamUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            let path = std::path::Path::new(path);
-            return if path.is_absolute() {
-                Ok(UpstreamUrl::Unix(path.to_path_buf()))
-            } else {
-                Err(format!("{s:?}: expected unix:/absolute/path/to.sock"))
-            };
+        if let Some(path) = unix_path(s) {
+            return path.map(UpstreamUrl::Unix);
         }
         let uri: http::Uri = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
@@ -285,20 +271,8 @@ impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UpstreamUrl::Http(u) => write!(f, "{u}"),
-            UpstreamUrl::Unix(p) => write!(f, "unix:{}", p.display()),
+            UpstreamUrl::Unix(p) => write!(f, "{}{}", crate::unix::PREFIX, p.display()),
         }
-    }
-}
-
-impl Serialize for UpstreamUrl {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for UpstreamUrl {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
     }
 }
 
@@ -345,18 +319,6 @@ impl Algorithm {
 impl fmt::Display for Algorithm {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.0)
-    }
-}
-
-impl Serialize for Algorithm {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Algorithm {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?.parse().map_err(D::Error::custom)
     }
 }
 

@@ -134,7 +134,7 @@ pub fn run(data: &[u8]) {
     let status = state.policy.status_exempt(&method, &path, query);
     let public = route.is_some_and(|r| r.auth == RouteAuth::None);
     let preflight = state.policy.cors_preflight_exempt(&method, &headers, &path);
-    let extracted = bearer::extract(&headers, query, &state.token_sources);
+    let extracted = bearer::extract(&headers, query, &state.config.auth.token_from);
     let verified = match &extracted {
         Ok(Some(found)) => Some(rt.block_on(state.verifier.verify(&found.token))),
         _ => None,
@@ -162,7 +162,9 @@ pub fn run(data: &[u8]) {
     // Every parameter that may carry a token (and, for the status
     // exemption, the status token) is removed, whatever the allow.
     let token_params: Vec<&str> = state
-        .token_sources
+        .config
+        .auth
+        .token_from
         .iter()
         .filter_map(|s| match s {
             TokenSource::Query(n) => Some(n.as_str()),
