@@ -21,17 +21,31 @@ fn main() {
         .filter(|s| !s.is_empty())
         .or_else(|| {
             // Rebuild when HEAD moves: HEAD itself for a detached head, the
-            // branch's ref file (or packed-refs) for a branch. A worktree's
-            // `.git` is a file, so ask git where these live.
+            // branch's ref (a loose file, or a line of packed-refs) for a
+            // branch. A worktree's `.git` is a file, so ask git where these
+            // live. Only paths that exist are named: Cargo reruns a build
+            // script on every build when a `rerun-if-changed` path is missing
+            // (a fresh clone has no packed-refs, a packed branch no loose
+            // file). The folder of the branch's loose ref is named instead of
+            // the file, so that the file appearing (the first commit after a
+            // pack) is seen too.
+            let mut watch = Vec::new();
             for path in ["HEAD", "packed-refs"] {
-                if let Some(p) = git(&["rev-parse", "--git-path", path]) {
-                    println!("cargo:rerun-if-changed={p}");
-                }
+                watch.extend(git(&["rev-parse", "--git-path", path]));
             }
             if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
                 && let Some(p) = git(&["rev-parse", "--git-path", &branch])
             {
-                println!("cargo:rerun-if-changed={p}");
+                watch.extend(
+                    std::path::Path::new(&p)
+                        .parent()
+                        .map(|d| d.to_string_lossy().into_owned()),
+                );
+            }
+            for p in watch {
+                if std::path::Path::new(&p).exists() {
+                    println!("cargo:rerun-if-changed={p}");
+                }
             }
             git(&["rev-parse", "--short=12", "HEAD"])
         })

@@ -10,8 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, criterion_group, criterion_main};
 use jwtgate::config::{Config, IssuerTrustConfig, Secret};
-use jwtgate::metrics::Metrics;
-use jwtgate::state::State;
+use jwtgate::observe::metrics::Metrics;
+use jwtgate::proxy::state::State;
 use serde_json::json;
 
 const ISS: &str = "https://idp.bench";
@@ -53,7 +53,7 @@ struct Fixture {
 }
 
 fn fixture(cache: u64) -> Fixture {
-    jwtgate::tls::install_crypto_provider();
+    jwtgate::net::tls::install_crypto_provider();
     let rng = SystemRandom::new();
     let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
     let ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();

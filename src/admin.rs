@@ -4,6 +4,9 @@
 //! ones are accepted from a loopback peer, or from anywhere with
 //! `admin.token` presented as a bearer token; others get 403.
 
+pub(crate) mod forward_auth;
+pub(crate) mod revocations;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,9 +17,9 @@ use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::jwks::Refresh;
+use crate::net::server::ConnInfo;
+use crate::proxy::state::Shared;
 use crate::respond::json_response;
-use crate::server::ConnInfo;
-use crate::state::Shared;
 
 /// May this request use a mutating endpoint?
 pub(crate) fn may_mutate(peer: std::net::IpAddr, headers: &http::HeaderMap, token: &str) -> bool {
@@ -49,7 +52,7 @@ pub(crate) async fn handle(
     // The revocation endpoints, reads included, are for operators only.
     let guarded = req.method() == Method::POST
         || req.method() == Method::DELETE
-        || crate::revocations_api::handles(req.uri().path());
+        || crate::admin::revocations::handles(req.uri().path());
     if guarded
         && !may_mutate(
             conn.peer.ip(),
@@ -130,8 +133,8 @@ pub(crate) async fn handle(
             }
             resp
         }
-        (_, p) if crate::revocations_api::handles(p) => {
-            crate::revocations_api::handle(&state, req).await
+        (_, p) if crate::admin::revocations::handles(p) => {
+            crate::admin::revocations::handle(&state, req).await
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/keys/refresh") => json_response(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use jwtgate::cli::{self, Cli, Command, LogFormat, ServeArgs};
-use jwtgate::reload::Trigger;
+use jwtgate::cmd::cli::{self, Cli, Command, LogFormat, ServeArgs};
+use jwtgate::run::reload::Trigger;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{debug, info, warn};
 
@@ -35,7 +35,7 @@ fn init_tracing(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
-    jwtgate::tls::install_crypto_provider();
+    jwtgate::net::tls::install_crypto_provider();
     let command = cli.command.unwrap_or(Command::Serve(ServeArgs::default()));
     // check-config's verdict on a bad configuration is exit 1 (SPEC); for
     // every other command a configuration that cannot be used is 78.
@@ -102,9 +102,9 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
         // `serve` chooses its runtime from the configuration (`worker_threads`),
         // so `main` runs it through `serve_main`, before any runtime exists.
         Command::Serve(_) => anyhow::bail!("serve is run by main, outside this runtime"),
-        Command::Demo => jwtgate::demo::run().await.map(|_| ExitCode::SUCCESS),
+        Command::Demo => jwtgate::cmd::demo::run().await.map(|_| ExitCode::SUCCESS),
         Command::Whoami { listen } => {
-            let (addr, task) = jwtgate::whoami::spawn(listen).await?;
+            let (addr, task) = jwtgate::cmd::whoami::spawn(listen).await?;
             info!("whoami listening on {addr}");
             tokio::select! {
                 _ = task => {}
@@ -152,8 +152,8 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
             // Only an explicit --config is read: the probe must not fail on
             // an environment it does not need.
             let cfg = config.map(|c| cli::load_config(Some(c))).transpose()?;
-            let target = jwtgate::healthcheck::target(url.as_deref(), cfg.as_ref())?;
-            match jwtgate::healthcheck::probe(&target, timeout).await {
+            let target = jwtgate::cmd::healthcheck::target(url.as_deref(), cfg.as_ref())?;
+            match jwtgate::cmd::healthcheck::probe(&target, timeout).await {
                 Ok(200) => {
                     println!("ready");
                     Ok(ExitCode::SUCCESS)
@@ -177,25 +177,25 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
             mut admin,
         } => {
             admin.config = config.clone();
-            let req = jwtgate::revoke_cli::RevokeRequest {
+            let req = jwtgate::cmd::revoke::RevokeRequest {
                 jti,
                 user,
                 issuer,
                 before,
                 expires,
             };
-            print!("{}", jwtgate::revoke_cli::revoke(&admin, req).await?);
+            print!("{}", jwtgate::cmd::revoke::revoke(&admin, req).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Revocations { command } => {
             let out = match command {
                 cli::RevocationsCommand::List { json, mut admin } => {
                     admin.config = config.clone();
-                    jwtgate::revoke_cli::list(&admin, json).await?
+                    jwtgate::cmd::revoke::list(&admin, json).await?
                 }
                 cli::RevocationsCommand::Remove { id, mut admin } => {
                     admin.config = config.clone();
-                    jwtgate::revoke_cli::remove(&admin, &id).await?
+                    jwtgate::cmd::revoke::remove(&admin, &id).await?
                 }
             };
             print!("{out}");
@@ -239,8 +239,8 @@ fn report_verdict(verdict: Result<String, String>) -> anyhow::Result<ExitCode> {
 /// while the gate was starting (before the watch existed) is not lost.
 fn load_to_serve(
     sources: &jwtgate::config::Sources,
-) -> anyhow::Result<(jwtgate::config::Config, jwtgate::file_watch::Seen)> {
-    let seen = jwtgate::file_watch::Seen::before_load(sources.file.as_deref());
+) -> anyhow::Result<(jwtgate::config::Config, jwtgate::run::file_watch::Seen)> {
+    let seen = jwtgate::run::file_watch::Seen::before_load(sources.file.as_deref());
     let config = jwtgate::config::Config::load(sources)?;
     Ok((config, seen))
 }
@@ -248,13 +248,13 @@ fn load_to_serve(
 async fn serve(
     sources: jwtgate::config::Sources,
     config: jwtgate::config::Config,
-    seen: jwtgate::file_watch::Seen,
+    seen: jwtgate::run::file_watch::Seen,
 ) -> anyhow::Result<ExitCode> {
     // The watch starts before the gate reads the files the configuration
     // names, so a change made while it starts is seen.
-    let mut watch = jwtgate::file_watch::FileWatch::new();
+    let mut watch = jwtgate::run::file_watch::FileWatch::new();
     watch.start(
-        jwtgate::file_watch::watched_files(&config, sources.file.as_deref()),
+        jwtgate::run::file_watch::watched_files(&config, sources.file.as_deref()),
         seen,
     );
     let running = jwtgate::start(config).await?;
@@ -293,19 +293,19 @@ fn reload(
     running: &jwtgate::Running,
     sources: &jwtgate::config::Sources,
     trigger: Trigger,
-    watch: &mut jwtgate::file_watch::FileWatch,
+    watch: &mut jwtgate::run::file_watch::FileWatch,
 ) {
-    jwtgate::reload::reload(running, sources, trigger);
+    jwtgate::run::reload::reload(running, sources, trigger);
     follow(watch, running, sources);
 }
 
 fn follow(
-    watch: &mut jwtgate::file_watch::FileWatch,
+    watch: &mut jwtgate::run::file_watch::FileWatch,
     running: &jwtgate::Running,
     sources: &jwtgate::config::Sources,
 ) {
     let state = running.shared.current();
-    watch.follow(jwtgate::file_watch::watched_files(
+    watch.follow(jwtgate::run::file_watch::watched_files(
         &state.config,
         sources.file.as_deref(),
     ));

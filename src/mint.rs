@@ -10,6 +10,7 @@
 
 mod discovery;
 mod endpoints;
+pub(crate) mod keygen;
 pub mod limiter;
 pub(crate) mod shared_limits;
 pub mod signer;

@@ -13,6 +13,10 @@
 //! not name is under `jwtgate.`. The log never holds a query, a token, a
 //! cookie or any header but the bounded `Host`, `User-Agent` and the ids.
 
+pub mod metrics;
+pub(crate) mod process_metrics;
+pub(crate) mod request_id;
+
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use http::HeaderValue;
 use hyper::body::{Body, Frame, SizeHint};
 use tracing::{Level, event};
 
-use crate::metrics::{Decision, ListenerMetrics};
+use crate::observe::metrics::{Decision, ListenerMetrics};
 
 /// Longest path, host and user agent written to the access log.
 const MAX_LOGGED: usize = 256;

@@ -8,6 +8,8 @@
 //! carries `x-jwtgate-error: CODE`, so that operators (and tests) can tell
 //! the gate's answers from the backend's.
 
+mod grpc;
+
 use std::borrow::Cow;
 
 use bytes::Bytes;
@@ -17,8 +19,25 @@ use http_body_util::Full;
 
 use crate::auth::VerifyError;
 use crate::auth::bearer::ExtractError;
-use crate::metrics::Decision;
-use crate::policy::Denied;
+use crate::observe::metrics::Decision;
+
+/// Why a verified identity may not pass (`policy::authorize`'s answer).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied {
+    UserNotAllowed,
+    MissingClaim(String),
+    MissingScope(String),
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denied::UserNotAllowed => f.write_str("user is not allowed"),
+            Denied::MissingClaim(c) => write!(f, "required claim {c} is missing or differs"),
+            Denied::MissingScope(s) => write!(f, "required scope {s} is missing"),
+        }
+    }
+}
 
 pub const ERROR_HEADER: &str = "x-jwtgate-error";
 
@@ -280,11 +299,11 @@ pub fn respond(err: &GateError, style: Style, realm: &str) -> Response<Full<Byte
     let mut resp = match style {
         Style::Grpc { deadline_given } => {
             let mut resp = Response::new(Full::new(Bytes::new()));
-            let status = crate::grpc::status_for(a.status.as_u16(), deadline_given);
+            let status = grpc::status_for(a.status.as_u16(), deadline_given);
             let h = resp.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
             h.insert("grpc-status", HeaderValue::from(status));
-            if let Ok(v) = HeaderValue::from_str(&crate::grpc::encode_message(&a.text)) {
+            if let Ok(v) = HeaderValue::from_str(&grpc::encode_message(&a.text)) {
                 h.insert("grpc-message", v);
             }
             resp

@@ -28,7 +28,7 @@ use crate::auth::claims::now;
 use crate::auth::{Identity, VerifyError};
 use crate::config::ConfigError;
 pub use crate::config::store::{StoreConfig, StoreUrl};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use mirror::Mirror;
 use redis_store::RedisStore;
 use revocation::{Change, Revocation, RevocationSet, Rule};

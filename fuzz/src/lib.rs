@@ -14,8 +14,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use jwtgate::config::{Config, IssuerTrustConfig, RouteAuth, RouteConfig, Secret};
-use jwtgate::metrics::Metrics;
-use jwtgate::state::{Shared, State};
+use jwtgate::observe::metrics::Metrics;
+use jwtgate::proxy::state::{Shared, State};
 
 pub mod targets;
 
@@ -103,7 +103,7 @@ pub fn routes() -> Vec<RouteConfig> {
 /// from `ISS` (keys in `keys/jwks.json`, audience `api`), tokens from the
 /// header, `?access_token=` and the `jwt` cookie, a status token.
 pub fn config(token_cache: u64) -> Config {
-    jwtgate::tls::install_crypto_provider();
+    jwtgate::net::tls::install_crypto_provider();
     let mut cfg = Config::default();
     cfg.auth.token_cache = token_cache;
     cfg.auth.secret.value = Secret::new(SECRET);
@@ -146,7 +146,7 @@ pub struct Keys {
 pub fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
-        jwtgate::tls::install_crypto_provider();
+        jwtgate::net::tls::install_crypto_provider();
         Keys {
             hmac_enc: EncodingKey::from_secret(SECRET.as_bytes()),
             hmac_dec: DecodingKey::from_secret(SECRET.as_bytes()),

@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn agrees_with_jsonwebtoken() {
-        crate::tls::install_crypto_provider();
+        crate::net::tls::install_crypto_provider();
         let claims = json!({"sub": "a", "exp": 9_999_999_999u64});
         // HMAC
         let t = jsonwebtoken::encode(

@@ -16,7 +16,7 @@ use super::identity::Identity;
 use super::jwks::{Issuers, MAX_KEYS_WITHOUT_KID};
 use super::keys::HmacKey;
 use super::signature::alg_name;
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Longest token accepted: far above any real JWT, far below a header limit.
 const MAX_TOKEN_BYTES: usize = 16 * 1024;

@@ -41,11 +41,14 @@ as_string!(
     Algorithm
 );
 
+/// The prefix that marks a Unix socket address (`listen`, `upstream.url`).
+pub(crate) const UNIX_PREFIX: &str = "unix:";
+
 /// `unix:/absolute/path`: `None` when `s` is not a `unix:` address. The
 /// path must be absolute, so that it does not depend on the directory the
 /// gate was started in.
 fn unix_path(s: &str) -> Option<Result<std::path::PathBuf, String>> {
-    let path = std::path::Path::new(s.strip_prefix(crate::unix::PREFIX)?);
+    let path = std::path::Path::new(s.strip_prefix(UNIX_PREFIX)?);
     Some(if path.is_absolute() {
         Ok(path.to_path_buf())
     } else {
@@ -223,7 +226,7 @@ impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenAddr::Tcp(a) => write!(f, "{a}"),
-            ListenAddr::Unix(p) => write!(f, "{}{}", crate::unix::PREFIX, p.display()),
+            ListenAddr::Unix(p) => write!(f, "{}{}", UNIX_PREFIX, p.display()),
         }
     }
 }
@@ -271,7 +274,7 @@ impl fmt::Display for UpstreamUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             UpstreamUrl::Http(u) => write!(f, "{u}"),
-            UpstreamUrl::Unix(p) => write!(f, "{}{}", crate::unix::PREFIX, p.display()),
+            UpstreamUrl::Unix(p) => write!(f, "{}{}", UNIX_PREFIX, p.display()),
         }
     }
 }

@@ -25,10 +25,10 @@ use super::{Endpoints, Issued, SESSION_CLAIM};
 use crate::auth::Verifier;
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::claims::now;
-use crate::metrics::{EndpointLabels, Metrics};
 use crate::mint::shared_limits as counters;
+use crate::net::server::ConnInfo;
+use crate::observe::metrics::{EndpointLabels, Metrics};
 use crate::respond::{GateError, Style, respond};
-use crate::server::ConnInfo;
 
 /// How long a client has to send the whole (small) body: a login endpoint
 /// must not let slow senders hold connections open for ever.

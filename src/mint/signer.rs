@@ -289,11 +289,11 @@ fn ec_pair(der: &[u8]) -> Option<Pair> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keygen::{Kty, generate_pem};
+    use crate::mint::keygen::{Kty, generate_pem};
 
     #[test]
     fn every_key_type_signs_verifiably_and_publishes_its_kid() {
-        crate::tls::install_crypto_provider();
+        crate::net::tls::install_crypto_provider();
         for (kty, alg) in [
             (Kty::Rsa, Algorithm::RS256),
             (Kty::Ec, Algorithm::ES256),

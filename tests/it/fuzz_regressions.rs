@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use jwtgate::config::Config;
-use jwtgate::metrics::Metrics;
-use jwtgate::state::State;
+use jwtgate::observe::metrics::Metrics;
+use jwtgate::proxy::state::State;
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -23,7 +23,7 @@ fn config(name: &str) -> Result<Config, jwtgate::config::ConfigError> {
 }
 
 fn build(config: Config) -> Result<State, jwtgate::config::ConfigError> {
-    jwtgate::tls::install_crypto_provider();
+    jwtgate::net::tls::install_crypto_provider();
     State::build(config, Arc::new(Metrics::new()), Default::default(), None)
 }
 
@@ -75,7 +75,7 @@ fn signed_token(input: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(&rest[..nul]),
         URL_SAFE_NO_PAD.encode(&rest[nul + 1..])
     );
-    jwtgate::tls::install_crypto_provider();
+    jwtgate::net::tls::install_crypto_provider();
     let key = jsonwebtoken::EncodingKey::from_secret(FUZZ_SECRET.as_bytes());
     let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS384)
         .expect("sign");
@@ -120,7 +120,7 @@ fn route_not_in_normal_form_is_normalised_and_guards_its_path() {
     // requests are matched would never match. Main normalises routes when
     // they are loaded (issue 7), so the route guards what it names.
     let cfg = config("config-route-not-normal.toml").expect("loads");
-    let policy = jwtgate::policy::Policy::from_config(&cfg);
+    let policy = jwtgate::proxy::policy::Policy::from_config(&cfg);
     let route = policy
         .route(&http::Method::GET, "/admin")
         .expect("the route matches /admin");

@@ -1,5 +1,6 @@
 //! jwtgate's integration tests: one test crate (`cargo test --test it`), one
-//! module per area, so that the tests link once.
+//! module per area, grouped in folders like `src/` (`proxy/`, `net/`, `auth/`,
+//! ...), so that the tests link once and a test is found beside its road.
 //!
 //! `support` holds the harnesses: an in-process gate on the library's
 //! `jwtgate::start` (the default), the real binary for what only the
@@ -8,37 +9,16 @@
 
 mod support;
 
-mod abuse;
 mod admin;
-mod auth_secret;
-mod bypass;
-mod cli_tools;
-mod client_address;
-mod commands;
+mod auth;
+mod cmd;
 mod config;
-mod config_tooling;
-mod config_watch;
 mod deploy_manifests;
-mod examples;
-mod forward_auth;
-mod forwarding;
 mod fuzz_regressions;
-mod grpc;
-mod hardening;
-mod healthcheck;
-mod issuer;
-mod issuer_keys;
-mod jwks;
-mod key_changes;
-mod lifecycle;
+mod mint;
+mod net;
 mod observability;
-mod path_rules;
-mod real_backends;
-mod rejections;
-mod status_and_paths;
+mod proxy;
+mod run;
 mod store;
 mod support_selftest;
-mod tls;
-mod unix_socket;
-mod upstream_limit;
-mod weak_config;

@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jwtgate::config::Config;
-use jwtgate::metrics::Metrics;
-use jwtgate::policy::Policy;
-use jwtgate::state::State;
+use jwtgate::observe::metrics::Metrics;
+use jwtgate::proxy::policy::Policy;
+use jwtgate::proxy::state::State;
 use jwtgate::uri::normalize_config_path;
 
 const MS: Duration = Duration::from_millis(1);
@@ -223,7 +223,7 @@ pub fn run(data: &[u8]) {
     if mode & 2 != 0 {
         stretch(&mut config);
     }
-    jwtgate::tls::install_crypto_provider();
+    jwtgate::net::tls::install_crypto_provider();
     let _rt = crate::runtime().enter();
     let _ = State::build(config, Arc::new(Metrics::new()), Default::default(), None);
 }

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use http::Method;
 use jwtgate::config::{RouteAuth, RouteConfig};
-use jwtgate::policy::Policy;
+use jwtgate::proxy::policy::Policy;
 use jwtgate::uri::normalize_path;
 
 const METHODS: &[&str] = &[

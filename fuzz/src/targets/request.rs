@@ -27,9 +27,9 @@ use jsonwebtoken::Algorithm;
 use jwtgate::auth::VerifyError;
 use jwtgate::auth::bearer::{self, TokenSource};
 use jwtgate::config::RouteAuth;
-use jwtgate::gate::{Allow, Denial, decide};
+use jwtgate::proxy::gate::{Allow, Denial, decide};
 use jwtgate::respond::GateError;
-use jwtgate::state::Shared;
+use jwtgate::proxy::state::Shared;
 use jwtgate::uri::{normalize_path, query_pairs, strip_query_params};
 use serde_json::json;
 

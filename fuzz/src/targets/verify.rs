@@ -22,7 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use jwtgate::auth::VerifyError;
-use jwtgate::state::State;
+use jwtgate::proxy::state::State;
 use serde_json::{Map, Value};
 
 struct Fixture {

@@ -57,7 +57,7 @@ pub(super) fn http_client(
     ca_key: &str,
     ca_file: Option<&std::path::Path>,
 ) -> Result<reqwest::Client, ConfigError> {
-    let tls = crate::tls::client_config(ca_key, ca_file)?;
+    let tls = crate::net::tls::client_config(ca_key, ca_file)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .connect_timeout(CONNECT_TIMEOUT)

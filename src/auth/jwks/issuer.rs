@@ -18,7 +18,7 @@ use crate::auth::cache::TokenCache;
 use crate::auth::error::VerifyError;
 use crate::auth::signature::VerifyKey;
 use crate::config::{ConfigError, IssuerTrustConfig, read_key_file};
-use crate::metrics::{FetchLabels, IssuerLabel, Metrics};
+use crate::observe::metrics::{FetchLabels, IssuerLabel, Metrics};
 
 /// Backoff between failed fetches: doubles from the first to the last value.
 const BACKOFF_MIN: Duration = Duration::from_millis(500);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::issuer::{IssuerKeys, PinnedKeyError, Refresh, StaticKey};
 use crate::auth::cache::TokenCache;
 use crate::config::{ConfigError, IssuerTrustConfig};
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// All trusted issuers, by exact `iss`.
 #[derive(Default)]

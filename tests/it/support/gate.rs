@@ -221,7 +221,7 @@ impl GateBuilder {
 
     /// The library's `start`, on a runtime of its own in a thread of its own.
     fn run_in_process(self, dir: TempDir, config_path: Option<PathBuf>) -> Gate {
-        jwtgate::tls::install_crypto_provider();
+        jwtgate::net::tls::install_crypto_provider();
         let mut env = base_env();
         env.extend(self.env.iter().cloned());
         let sources = Sources {

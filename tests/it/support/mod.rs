@@ -47,7 +47,7 @@ pub fn client() -> reqwest::Client {
 /// (idempotent), as the binary does: building a TLS-capable client never
 /// panics on an ambiguous provider, and in-process gates need it.
 pub fn install_crypto_provider() {
-    jwtgate::tls::install_crypto_provider();
+    jwtgate::net::tls::install_crypto_provider();
 }
 
 /// Polls `check` until it returns `Some`, failing the test after `limit`.

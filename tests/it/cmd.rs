@@ -1,0 +1,5 @@
+//! The commands (src/cmd/): the small tools, healthcheck.
+
+mod cli_tools;
+mod commands;
+mod healthcheck;

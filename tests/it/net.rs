@@ -1,0 +1,7 @@
+//! Connections (src/net/): abuse at the connection level, listener
+//! hardening, TLS, Unix sockets.
+
+mod abuse;
+mod hardening;
+mod tls;
+mod unix_socket;
