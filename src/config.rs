@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 mod env;
 mod load;
+pub mod login;
 pub mod schema;
 mod sections;
 pub mod store;

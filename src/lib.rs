@@ -3,9 +3,9 @@
 //! listeners and returns their addresses (tests use it directly).
 //!
 //! The folders, top to bottom (README, "Layout"): `cmd` → `run` → `admin`
-//! → `proxy` → `mint` → `store` → `respond` → `auth` → `net` → `config`,
-//! with `observe` and the leaves (`uri`, `encoding`, `random`) usable from
-//! anywhere. A folder uses only folders below it.
+//! → `proxy` → `login` → `mint` → `store` → `respond` → `auth` → `net`
+//! → `config`, with `observe` and the leaves (`uri`, `encoding`, `random`)
+//! usable from anywhere. A folder uses only folders below it.
 
 // Everything the crate does not need to show is pub(crate), so that the
 // compiler finds dead code (the integration tests, a crate of their own,
@@ -16,6 +16,7 @@ pub mod auth;
 pub mod cmd;
 pub mod config;
 pub(crate) mod encoding;
+pub mod login;
 pub mod mint;
 pub mod net;
 pub mod observe;

@@ -9,11 +9,16 @@
 //! the gate's answers from the backend's.
 
 mod grpc;
+mod page;
+
+pub use page::{escape_html, html_response, page_response};
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    ALLOW, CACHE_CONTROL, CONTENT_TYPE, LOCATION, PRAGMA, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
@@ -62,6 +67,20 @@ pub enum GateError {
     Upstream(UpstreamError),
     /// A token endpoint's own refusal (bad grant, too many logins, ...).
     Endpoint(EndpointError),
+    /// A navigation without a token or session, on a route that needs
+    /// one: 302 to sign in (the location, built from `login.external_url`).
+    SignIn(String),
+    /// A browser sign-in step refused (`/.jwtgate/...`).
+    Login(LoginRefusal),
+}
+
+/// A browser sign-in step refused: the client is told no more than the
+/// status's plain words (a detail could help an attacker probe the flow);
+/// `reason` goes to the log and metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginRefusal {
+    pub status: StatusCode,
+    pub reason: &'static str,
 }
 
 /// The upstream failing an allowed request.
@@ -156,6 +175,8 @@ impl GateError {
             GateError::Upstream(UpstreamError::Failed(_)) => "upstream_error",
             GateError::Upstream(UpstreamError::Saturated { .. }) => "upstream_busy",
             GateError::Endpoint(e) => e.code,
+            GateError::SignIn(_) => "sign_in",
+            GateError::Login(r) => r.reason,
         }
     }
 
@@ -234,6 +255,27 @@ impl GateError {
                 allow: e.allow,
                 ..Answer::new(e.status, e.code, Cow::Borrowed(&e.text))
             },
+            GateError::SignIn(location) => Answer {
+                location: Some(location),
+                ..Answer::new(StatusCode::FOUND, "sign_in", "sign in first".into())
+            },
+            GateError::Login(r) => {
+                let (code, text) = match r.status {
+                    StatusCode::UNAUTHORIZED => ("unauthorized", "sign in first"),
+                    StatusCode::FORBIDDEN => ("forbidden", "refused"),
+                    StatusCode::METHOD_NOT_ALLOWED => ("invalid_request", "method not allowed"),
+                    StatusCode::NOT_FOUND => ("not_found", "no such page"),
+                    StatusCode::SERVICE_UNAVAILABLE => (
+                        "temporarily_unavailable",
+                        "sign-in is unavailable, try again later",
+                    ),
+                    _ => ("invalid_request", "sign-in failed"),
+                };
+                Answer {
+                    retry_after: (r.status == StatusCode::SERVICE_UNAVAILABLE).then_some(5),
+                    ..Answer::new(r.status, code, text.into())
+                }
+            }
         }
     }
 }
@@ -262,6 +304,7 @@ struct Answer<'a> {
     challenge: Challenge,
     retry_after: Option<u64>,
     allow: Option<&'static str>,
+    location: Option<&'a str>,
 }
 
 impl<'a> Answer<'a> {
@@ -273,6 +316,7 @@ impl<'a> Answer<'a> {
             challenge: Challenge::None,
             retry_after: None,
             allow: None,
+            location: None,
         }
     }
 }
@@ -291,6 +335,8 @@ pub enum Style {
     OAuth,
     /// The Ampho-style REST endpoints: `{"error", "message"}`.
     Rest,
+    /// A page for a person (the sign-in endpoints): a few words of HTML.
+    Page,
 }
 
 /// The response to `err` in `style` (hyper leaves the body out for HEAD).
@@ -316,6 +362,7 @@ pub fn respond(err: &GateError, style: Style, realm: &str) -> Response<Full<Byte
             a.status,
             &serde_json::json!({"error": a.code, "message": a.text}),
         ),
+        Style::Page => html_response(a.status, &a.text),
     };
     let h = resp.headers_mut();
     h.insert(ERROR_HEADER, HeaderValue::from_static(a.code));
@@ -333,6 +380,9 @@ pub fn respond(err: &GateError, style: Style, realm: &str) -> Response<Full<Byte
     }
     if let Some(m) = a.allow {
         h.insert(ALLOW, HeaderValue::from_static(m));
+    }
+    if let Some(v) = a.location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        h.insert(LOCATION, v);
     }
     resp
 }

@@ -15,11 +15,13 @@
 
 pub mod embedded;
 pub mod mirror;
+pub mod records;
 pub mod redis_store;
 pub mod revocation;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tracing::{info, warn};
@@ -50,6 +52,8 @@ enum Kind {
         path: Option<PathBuf>,
         /// One writer of the file at a time.
         file: Mutex<()>,
+        /// Shared records (sessions, locks): in this process only.
+        records: records::Embedded,
     },
     Redis(Arc<RedisStore>),
 }
@@ -93,6 +97,7 @@ impl Store {
             Kind::Embedded {
                 path,
                 file: Mutex::new(()),
+                records: records::Embedded::default(),
             }
         } else {
             let redis = Arc::new(
@@ -199,7 +204,7 @@ impl Store {
     async fn change(&self, change: Change) -> Result<(), StoreError> {
         self.mirror.apply(std::slice::from_ref(&change));
         match &self.kind {
-            Kind::Embedded { path, file } => {
+            Kind::Embedded { path, file, .. } => {
                 let Some(path) = path else { return Ok(()) };
                 let _w = file.lock().unwrap_or_else(|p| p.into_inner());
                 let now = now();
@@ -238,6 +243,76 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(change);
+    }
+
+    /// Is the revocation id `jti` (a token's `jti`, or a browser session's
+    /// id) revoked? In memory only, like `check`.
+    pub fn revoked_jti(&self, jti: &str) -> Result<bool, VerifyError> {
+        if self.max_stale_ms > 0 && self.mirror.stale_ms() > self.max_stale_ms {
+            return Err(VerifyError::RevocationsStale { retry_after: 5 });
+        }
+        Ok(self.mirror.load().revokes_jti(jti))
+    }
+
+    /// Keeps `value` under `key` for `ttl`, for every gate of this store.
+    pub async fn put_record(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        match &self.kind {
+            Kind::Embedded { records, .. } => {
+                records.put(key, value, ttl);
+                Ok(())
+            }
+            Kind::Redis(r) => r.put_record(key, &value, ttl).await.map_err(|e| {
+                warn!("store: redis at {} did not keep a record: {e}", r.shown_url);
+                StoreError::Unavailable
+            }),
+        }
+    }
+
+    pub async fn get_record(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.kind {
+            Kind::Embedded { records, .. } => Ok(records.get(key)),
+            Kind::Redis(r) => r.get_record(key).await.map_err(|e| {
+                warn!(
+                    "store: redis at {} did not answer a record read: {e}",
+                    r.shown_url
+                );
+                StoreError::Unavailable
+            }),
+        }
+    }
+
+    pub async fn delete_record(&self, key: &str) -> Result<(), StoreError> {
+        match &self.kind {
+            Kind::Embedded { records, .. } => {
+                records.delete(key);
+                Ok(())
+            }
+            Kind::Redis(r) => r.delete_record(key).await.map_err(|e| {
+                warn!(
+                    "store: redis at {} did not delete a record: {e}",
+                    r.shown_url
+                );
+                StoreError::Unavailable
+            }),
+        }
+    }
+
+    /// Takes the lock `key` for `ttl` unless another holder has it (across
+    /// every gate of this store): true when taken. Released by expiry or
+    /// `delete_record`.
+    pub async fn take_lock(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match &self.kind {
+            Kind::Embedded { records, .. } => Ok(records.put_new(key, ttl)),
+            Kind::Redis(r) => r.put_new_record(key, ttl).await.map_err(|e| {
+                warn!("store: redis at {} did not answer a lock: {e}", r.shown_url);
+                StoreError::Unavailable
+            }),
+        }
     }
 
     /// The revocations in force, oldest first.

@@ -126,21 +126,55 @@ fn from_cookie(headers: &HeaderMap, name: &str) -> Result<Option<String>, Extrac
 }
 
 /// Removes the cookie `name` from the Cookie headers (a token read from a
-/// cookie is not forwarded).
+/// cookie is not forwarded). A Cookie header that is not visible ASCII is
+/// dropped whole, as the token reader skips it (so the bearer fuzz target's
+/// model of the kept cookies holds); the rest is [`strip_cookies`].
 pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split_once('=').map(|(k, _)| k.trim()) != Some(name))
-        .map(str::to_owned)
-        .collect();
+    if headers.get_all(COOKIE).iter().any(|v| v.to_str().is_err()) {
+        let readable: Vec<http::HeaderValue> = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter(|v| v.to_str().is_ok())
+            .cloned()
+            .collect();
+        headers.remove(COOKIE);
+        for v in readable {
+            headers.append(COOKIE, v);
+        }
+    }
+    strip_cookies(headers, |k| k == name.as_bytes());
+}
+
+/// Removes from the Cookie headers every cookie whose name `remove` picks.
+/// The other `name=value` pairs (and pieces without `=`) are kept byte for
+/// byte and in order, bytes outside ASCII included, in one Cookie header
+/// (the HTTP/2 split ones joined with `"; "`, as RFC 9113 §8.2.3 does for
+/// HTTP/1.1); no Cookie header is left when nothing remains. Pairs are
+/// split at `;` and trimmed of spaces and tabs; the name is what precedes
+/// the first `=`, trimmed.
+pub fn strip_cookies(headers: &mut HeaderMap, remove: impl Fn(&[u8]) -> bool) {
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        for pair in value.as_bytes().split(|&b| b == b';') {
+            // A header value holds no whitespace but spaces and tabs.
+            let pair = pair.trim_ascii();
+            if pair.is_empty() {
+                continue;
+            }
+            if let Some(eq) = pair.iter().position(|&b| b == b'=')
+                && remove(pair[..eq].trim_ascii())
+            {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.extend_from_slice(b"; ");
+            }
+            kept.extend_from_slice(pair);
+        }
+    }
     headers.remove(COOKIE);
     if !kept.is_empty()
-        && let Ok(v) = http::HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = http::HeaderValue::from_bytes(&kept)
     {
         headers.insert(COOKIE, v);
     }
@@ -230,5 +264,33 @@ mod tests {
         let mut m = h(&[("cookie", "a=1; jwt=x.y.z; b=2")]);
         strip_cookie(&mut m, "jwt");
         assert_eq!(m.get(COOKIE).unwrap(), "a=1; b=2");
+    }
+
+    #[test]
+    fn stripping_cookies_keeps_the_rest_in_one_header() {
+        let mut m = HeaderMap::new();
+        m.append(COOKIE, "a=1;  jwt=x ;b".parse().unwrap());
+        m.append(
+            COOKIE,
+            http::HeaderValue::from_bytes(b"c=\xc3\xa9; jwt=y").unwrap(),
+        );
+        m.append(COOKIE, "d=2".parse().unwrap());
+        let mut all = m.clone();
+        strip_cookies(&mut all, |k| k == b"jwt");
+        assert_eq!(all.get_all(COOKIE).iter().count(), 1);
+        assert_eq!(
+            all.get(COOKIE).unwrap().as_bytes(),
+            b"a=1; b; c=\xc3\xa9; d=2"
+        );
+        // strip_cookie drops what the token reader cannot read, as before.
+        strip_cookie(&mut m, "jwt");
+        assert_eq!(m.get(COOKIE).unwrap(), "a=1; b; d=2");
+        strip_cookies(&mut m, |_| true);
+        assert_eq!(m.get(COOKIE).unwrap(), "b");
+        strip_cookie(&mut m, "x");
+        assert_eq!(m.get(COOKIE).unwrap(), "b");
+        let mut only = h(&[("cookie", "jwt=1"), ("cookie", " ; ")]);
+        strip_cookie(&mut only, "jwt");
+        assert!(only.get(COOKIE).is_none());
     }
 }

@@ -26,7 +26,9 @@ mod registry;
 pub use fetch::FetchError;
 pub use issuer::{IssuerKeys, PinnedKeyError, Refresh, StaticKey};
 pub(crate) use keyset::MAX_KEYS_WITHOUT_KID;
-pub use parse::{KeyEntry, parse_discovery, parse_jwks, parse_pem};
+pub use parse::{
+    KeyEntry, ProviderEndpoints, parse_discovery, parse_jwks, parse_pem, parse_provider_endpoints,
+};
 pub use registry::Issuers;
 
 use crate::config::ConfigError;

@@ -102,6 +102,13 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).filter(|c| !c.is_control()).collect()
 }
 
+/// The issuer and client an ID token must be for.
+#[derive(Clone, Copy)]
+struct IdTokenOf<'a> {
+    issuer: &'a str,
+    client_id: &'a str,
+}
+
 /// Verifies tokens for one configuration generation.
 pub struct Verifier {
     hmac: Option<HmacKey>,
@@ -164,6 +171,16 @@ impl Verifier {
         Ok(id)
     }
 
+    /// The sign-in endpoints of the trusted issuer `iss` (from its
+    /// discovery document, fetched now if not loaded yet).
+    pub async fn provider_endpoints(
+        &self,
+        iss: &str,
+    ) -> Result<Arc<super::jwks::ProviderEndpoints>, VerifyError> {
+        let issuer = self.issuers.get(iss).ok_or(VerifyError::UntrustedIssuer)?;
+        issuer.endpoints().await
+    }
+
     pub fn issuers(&self) -> &Issuers {
         &self.issuers
     }
@@ -195,14 +212,34 @@ impl Verifier {
     /// signature check costs.
     async fn verify_timed(&self, token: &str) -> Result<Identity, VerifyError> {
         let started = std::time::Instant::now();
-        let result = self.verify_uncached(token).await;
+        let result = self.verify_uncached(token, None).await;
         self.metrics
             .verify_seconds
             .observe(started.elapsed().as_secs_f64());
         result
     }
 
-    async fn verify_uncached(&self, token: &str) -> Result<Identity, VerifyError> {
+    /// Verifies an OpenID Connect ID token of `issuer` for the client
+    /// `client_id` (browser sign-in): the same checks as an access token of
+    /// that issuer (its keys and algorithms, times, the user name), except
+    /// that the audience must be `client_id` and `require_typ` (meant to
+    /// keep ID tokens out of the API) does not apply. Never cached, never
+    /// an HS* token. The caller checks `nonce`, `azp` and `iat`.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Identity, VerifyError> {
+        self.verify_uncached(token, Some(IdTokenOf { issuer, client_id }))
+            .await
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        id_token: Option<IdTokenOf<'_>>,
+    ) -> Result<Identity, VerifyError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::TooLarge);
         }
@@ -229,7 +266,11 @@ impl Verifier {
         let message = &token[..h.len() + 1 + p.len()];
         let now = now();
 
+        let client_audience = id_token.map(|t| [t.client_id.to_string()]);
         let (issuer, audiences): (Option<String>, &[String]) = match header.alg.family() {
+            AlgorithmFamily::Hmac if id_token.is_some() => {
+                return Err(VerifyError::AlgNotAllowed(alg_name(header.alg).into()));
+            }
             AlgorithmFamily::Hmac => {
                 let key = self.hmac.as_ref().ok_or(VerifyError::NoHmacKey)?;
                 if !key.algorithms.contains(&header.alg) {
@@ -256,11 +297,15 @@ impl Verifier {
                     Some(Value::String(iss)) => iss.as_str(),
                     _ => return Err(VerifyError::UntrustedIssuer),
                 };
+                if id_token.is_some_and(|t| t.issuer != iss) {
+                    return Err(VerifyError::UntrustedIssuer);
+                }
                 let issuer = self.issuers.get(iss).ok_or(VerifyError::UntrustedIssuer)?;
                 if !issuer.algorithms().contains(&header.alg) {
                     return Err(VerifyError::AlgNotAllowed(alg_name(header.alg).into()));
                 }
-                if let Some(want) = issuer.required_typ()
+                if id_token.is_none()
+                    && let Some(want) = issuer.required_typ()
                     && !typ_matches(header.typ.as_deref(), want)
                 {
                     return Err(VerifyError::WrongType);
@@ -273,7 +318,11 @@ impl Verifier {
                 if !verified {
                     return Err(VerifyError::BadSignature);
                 }
-                (Some(iss.to_string()), issuer.audiences())
+                let audiences = match &client_audience {
+                    Some(a) => a.as_slice(),
+                    None => issuer.audiences(),
+                };
+                (Some(iss.to_string()), audiences)
             }
         };
         let exp = claims::check_times(&claims, now, self.leeway)?;

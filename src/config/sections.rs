@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::types::{
     self, Algorithm, HeaderName, ListenAddr, Method, ProxyNet, TokenSource, UpstreamUrl,
 };
-use super::{Secret, schema, store};
+use super::{Secret, login, schema, store};
 
 #[derive(Clone, Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -43,6 +43,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub reload: ReloadConfig,
     pub store: store::StoreConfig,
+    /// `[login]`: browser sign-in; off when the table is absent.
+    pub login: Option<login::LoginConfig>,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             issuer: IssuerConfig::default(),
             reload: ReloadConfig::default(),
             store: store::StoreConfig::default(),
+            login: None,
         }
     }
 }
@@ -350,6 +353,9 @@ pub struct RouteConfig {
     pub require_claims: BTreeMap<String, serde_json::Value>,
     pub require_scopes: Vec<String>,
     pub allow_cors_preflight: bool,
+    /// What a request without a token or session gets here (`[login]`);
+    /// unset: `login.on_missing`.
+    pub on_missing: Option<login::OnMissing>,
 }
 
 /// The admin listener's own settings.

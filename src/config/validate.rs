@@ -150,6 +150,9 @@ impl Config {
         if let Err((k, m)) = store::validate(&self.store) {
             errors.push(invalid(k, m));
         }
+        for (k, m) in super::login::validate(self) {
+            errors.push(invalid(&k, m));
+        }
         // A protocol the URL cannot carry is a mistake in the file, not
         // something to discover on the first request.
         let unix = matches!(self.upstream.url, UpstreamUrl::Unix(_));

@@ -64,6 +64,12 @@ pub struct IssuerLabel {
     pub issuer: String,
 }
 
+/// The outcome of a browser sign-in or session refresh.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: &'static str,
@@ -151,6 +157,12 @@ pub struct Metrics {
     pub forward_auth: Arc<ListenerMetrics>,
     /// 1 while the shared store answers (always 1 for the embedded store).
     pub store_up: Gauge,
+    /// Browser sign-ins by result (`ok`, or why the callback was refused).
+    pub login: Family<ResultLabel, Counter>,
+    /// Session refreshes at the provider by result.
+    pub sessions_refreshed: Family<ResultLabel, Counter>,
+    /// Sign-outs that ended a session.
+    pub logout: Counter,
 }
 
 impl Default for Metrics {
@@ -268,6 +280,24 @@ impl Metrics {
             "Client connections open, by listener",
             connections_open.clone(),
         );
+        let login = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "jwtgate_login",
+            "Browser sign-ins (callbacks), by result: ok, or the reason the callback was refused",
+            login.clone(),
+        );
+        let sessions_refreshed = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "jwtgate_sessions_refreshed",
+            "Browser sessions refreshed at the OpenID provider, by result",
+            sessions_refreshed.clone(),
+        );
+        let logout = Counter::default();
+        registry.register(
+            "jwtgate_logout",
+            "Browser sign-outs that ended a session",
+            logout.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -303,6 +333,9 @@ impl Metrics {
         let proxy = listener(PROXY);
         let forward_auth = listener(FORWARD_AUTH);
         Metrics {
+            login,
+            sessions_refreshed,
+            logout,
             store_up,
             upstream_seconds,
             connections_open,

@@ -33,6 +33,10 @@ pub enum Allow {
     Public,
     Preflight,
     Issuer,
+    /// A browser session (`[login]`).
+    Session,
+    /// The sign-in endpoints under `/.jwtgate/` answered.
+    Login,
 }
 
 impl Allow {
@@ -43,6 +47,8 @@ impl Allow {
             Allow::Public => "public_route",
             Allow::Preflight => "cors_preflight",
             Allow::Issuer => "token_endpoint",
+            Allow::Session => "session",
+            Allow::Login => "login_endpoint",
         }
     }
 }
@@ -57,6 +63,10 @@ pub struct Decision {
     pub query: Option<String>,
     /// Where the verified token was read (`None` for an exemption).
     pub token_source: Option<TokenSource>,
+    /// A session's cookie, re-sealed: set on the response.
+    pub set_cookies: Vec<HeaderValue>,
+    /// A session's access token for the upstream (`auth.forward_token`).
+    pub bearer: Option<HeaderValue>,
 }
 
 /// Serves one proxied request.
@@ -192,6 +202,16 @@ async fn run(
         .map_err(|e| GateError::Path(e.to_string().into()))?;
     let query = original_uri.query();
 
+    // The sign-in endpoints are answered here and never forwarded.
+    if let Some(login) = &state.login
+        && path.starts_with(crate::login::RESERVED_PREFIX)
+    {
+        let answer = login
+            .handle(&state.verifier, req.method(), &path, query, req.headers())
+            .await;
+        return Ok((answer.response.map(Either::Right), Allow::Login));
+    }
+
     // Token endpoints are answered here and never forwarded.
     if let Some(issuer) = &state.issuer
         && issuer.handles(&path)
@@ -213,12 +233,15 @@ async fn run(
     }
 
     // Phases 2-4: token, or an exemption; verify; authorise.
-    let decision = decide(state, req.method(), req.headers(), &path, query, route)
-        .await
-        .map_err(|d| {
+    let decision = match decide(state, req.method(), req.headers(), &path, query, route).await {
+        Ok(d) => d,
+        Err(d) => {
             ctx.user = d.user;
-            d.error
-        })?;
+            return Err(
+                sign_in_instead(state, &d.error, &req, route, &path, query).unwrap_or(d.error)
+            );
+        }
+    };
     // Only the access log reads the user: no copy when it is off.
     if ctx.logging {
         ctx.user = decision.identity.as_ref().map(|i| i.user.clone());
@@ -238,6 +261,9 @@ async fn run(
         conn.tls,
         uri,
     );
+    if let Some(b) = decision.bearer {
+        req.headers_mut().insert(http::header::AUTHORIZATION, b);
+    }
 
     // Phase 6: upstream.
     let send = crate::proxy::upstream::SendOptions {
@@ -256,8 +282,43 @@ async fn run(
         ctx.upstream_status = Some(resp.status().as_u16());
     }
     // Phase 7: the response, and the tunnel when an upgrade was accepted.
-    let resp = forward::finish(upstream?, upgrade)?;
+    let mut resp = forward::finish(upstream?, upgrade)?;
+    if decision.allow == Allow::Session {
+        let h = resp.headers_mut();
+        // Per-person content: no shared cache may keep it.
+        if !h.contains_key(http::header::CACHE_CONTROL) {
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-store"),
+            );
+        }
+        for c in decision.set_cookies {
+            h.append(http::header::SET_COOKIE, c);
+        }
+    }
     Ok((resp.map(Either::Left), decision.allow))
+}
+
+/// A navigation without credentials on a route that needs them, with
+/// `[login]` on: a redirect to sign in instead of the 401 (see
+/// `login::navigation` for who counts as navigating).
+fn sign_in_instead(
+    state: &State,
+    err: &GateError,
+    req: &Request<Incoming>,
+    route: Option<&policy::Route>,
+    path: &str,
+    query: Option<&str>,
+) -> Option<GateError> {
+    let login = state.login.as_ref()?;
+    if !matches!(err, GateError::NoToken) {
+        return None;
+    }
+    let on_missing = route
+        .and_then(|r| r.on_missing)
+        .unwrap_or(login.on_missing());
+    crate::login::navigation::redirects(on_missing, req.method(), req.headers())
+        .then(|| GateError::SignIn(login.sign_in_location(path, query)))
 }
 
 /// A refusal by the decision phases, with the user when one was verified
@@ -305,6 +366,8 @@ pub async fn decide(
         identity: None,
         query: clean_query(extra),
         token_source: None,
+        set_cookies: Vec::new(),
+        bearer: None,
     };
     if state.policy.status_exempt(method, path, query) {
         return Ok(exempt(Allow::Status, Some("token")));
@@ -316,10 +379,30 @@ pub async fn decide(
         return Ok(exempt(Allow::Preflight, None));
     }
 
-    // Phase 2: the token.
+    // Phase 2: the token, or else a browser's session.
     let found = bearer::extract(headers, query, &state.config.auth.token_from)
-        .map_err(GateError::Extract)?
-        .ok_or(GateError::NoToken)?;
+        .map_err(GateError::Extract)?;
+    let Some(found) = found else {
+        let hit = match &state.login {
+            Some(login) => login.session(&state.verifier, headers).await?,
+            None => None,
+        };
+        let hit = hit.ok_or(GateError::NoToken)?;
+        if let Err(d) = state.policy.authorize(&hit.identity, route) {
+            return Err(Denial {
+                error: GateError::Policy(d),
+                user: Some(hit.identity.user.clone()),
+            });
+        }
+        return Ok(Decision {
+            allow: Allow::Session,
+            identity: Some(hit.identity),
+            query: clean_query(None),
+            token_source: None,
+            set_cookies: hit.set_cookies,
+            bearer: hit.bearer,
+        });
+    };
 
     // Phase 3: verify (observed in the verify histogram by the verifier,
     // which alone knows a cache hit from a signature check).
@@ -342,5 +425,7 @@ pub async fn decide(
         identity: Some(identity),
         query: clean_query(None),
         token_source: Some(found.source),
+        set_cookies: Vec::new(),
+        bearer: None,
     })
 }

@@ -26,6 +26,8 @@ pub struct Route {
     pub require_claims: Vec<(String, Value)>,
     pub require_scopes: Vec<String>,
     pub allow_cors_preflight: bool,
+    /// `on_missing` of this route (`[login]`), when it says one.
+    pub on_missing: Option<crate::config::login::OnMissing>,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ impl Route {
                 .collect(),
             require_scopes: c.require_scopes.clone(),
             allow_cors_preflight: c.allow_cors_preflight,
+            on_missing: c.on_missing,
         }
     }
 

@@ -28,6 +28,8 @@ pub struct State {
     /// The process-wide store (revocations, shared login counters), when
     /// the runtime has one; the verifier checks its revocations.
     pub store: Option<Arc<crate::store::Store>>,
+    /// `[login]`: browser sign-in, when configured.
+    pub login: Option<Arc<crate::login::Login>>,
 }
 
 impl State {
@@ -78,23 +80,34 @@ impl State {
             config.auth.leeway.as_secs(),
             config.auth.username_claims.clone(),
             cache,
-            metrics,
+            metrics.clone(),
         );
         let store = issuer_runtime.store().cloned();
         if let Some(s) = &store {
             verifier.set_revocations(s.clone());
         }
         let issuer = crate::mint::Endpoints::from_config(&config, issuer_runtime)?;
+        let login =
+            crate::login::Login::from_config(&config, store.clone(), metrics)?.map(Arc::new);
+        let gate_cookies = login
+            .as_ref()
+            .map(|l| l.cookie_patterns().to_vec())
+            .unwrap_or_default();
         Ok(State {
             issuer,
             policy: Policy::from_config(&config),
             verifier,
             upstream: Upstream::new(&config.upstream, previous.map(|p| &p.upstream))?,
-            headers: HeaderRules::from_config(&config.forward, &config.auth.token_from),
+            headers: HeaderRules::from_config(
+                &config.forward,
+                &config.auth.token_from,
+                gate_cookies,
+            ),
             path_rules: crate::uri::PathRules {
                 allow_path_parameters: config.paths.allow_path_parameters,
             },
             store,
+            login,
             config: Arc::new(config),
         })
     }

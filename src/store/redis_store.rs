@@ -75,6 +75,10 @@ impl Keys {
     fn channel(&self) -> String {
         format!("{}:revocations:changes", self.tag)
     }
+    /// The hash-tagged prefix every key of these gates starts with.
+    pub fn prefix(&self) -> &str {
+        &self.tag
+    }
     pub fn login_user(&self, user: &str) -> String {
         format!("{}:login:user:{user}", self.tag)
     }
@@ -98,7 +102,7 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-async fn timed<T>(
+pub(super) async fn timed<T>(
     f: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, RedisStoreError> {
     match tokio::time::timeout(COMMAND_TIMEOUT, f).await {

@@ -156,6 +156,11 @@ impl RevocationSet {
         next
     }
 
+    /// Is this `jti` (or session id) revoked by id?
+    pub fn revokes_jti(&self, jti: &str) -> bool {
+        self.jtis.contains(jti)
+    }
+
     /// Does a revocation here apply to this verified token?
     pub fn revokes(&self, id: &Identity) -> bool {
         if let Some(Value::String(jti)) = id.claims.get("jti")

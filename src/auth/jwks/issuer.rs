@@ -13,7 +13,10 @@ use tracing::{info, warn};
 use super::fetch::{FetchError, get_capped, http_client};
 use super::invalid;
 use super::keyset::{KeySet, same_keys, select};
-use super::parse::{KeyEntry, check_url, kind_for, parse_discovery, parse_jwks, parse_pem};
+use super::parse::{
+    KeyEntry, ProviderEndpoints, check_url, kind_for, parse_discovery, parse_jwks, parse_pem,
+    parse_provider_endpoints,
+};
 use crate::auth::cache::TokenCache;
 use crate::auth::error::VerifyError;
 use crate::auth::signature::VerifyKey;
@@ -62,6 +65,8 @@ pub struct IssuerKeys {
     algorithms: Vec<Algorithm>,
     source: Source,
     keys: ArcSwapOption<KeySet>,
+    /// The sign-in endpoints of the last discovery document (discovery only).
+    endpoints: ArcSwapOption<ProviderEndpoints>,
     /// Held only by fetchers: the single flight per issuer.
     fetching: tokio::sync::Mutex<()>,
     /// Completed fetch attempts; a waiter compares it to skip a fetch that
@@ -142,6 +147,7 @@ impl IssuerKeys {
             algorithms,
             source,
             keys: ArcSwapOption::new(keys.map(Arc::new)),
+            endpoints: ArcSwapOption::empty(),
             fetching: tokio::sync::Mutex::new(()),
             fetch_count: Default::default(),
             last_unknown_kid_fetch: Mutex::new(None),
@@ -234,6 +240,19 @@ impl IssuerKeys {
             return None;
         }
         Some(set)
+    }
+
+    /// The sign-in endpoints from the discovery document, fetching it
+    /// (single flight, within the refetch limit) when none is loaded yet.
+    pub(crate) async fn endpoints(&self) -> Result<Arc<ProviderEndpoints>, VerifyError> {
+        if let Some(e) = self.endpoints.load_full() {
+            return Ok(e);
+        }
+        if matches!(self.source, Source::Discovery) && self.may_refetch_now() {
+            let seen = self.fetch_count.load(Ordering::Acquire);
+            let _ = self.fetch_single_flight(seen).await;
+        }
+        self.endpoints.load_full().ok_or_else(|| self.unavailable())
     }
 
     pub(crate) fn ready(&self) -> bool {
@@ -443,7 +462,10 @@ impl IssuerKeys {
                     self.name.trim_end_matches('/')
                 );
                 let (body, _) = get_capped(client, &url).await?;
-                parse_discovery(&body, &self.name).map_err(FetchError::Discovery)?
+                let jwks_uri = parse_discovery(&body, &self.name).map_err(FetchError::Discovery)?;
+                let endpoints = parse_provider_endpoints(&body).map_err(FetchError::Discovery)?;
+                self.endpoints.store(endpoints.map(Arc::new));
+                jwks_uri
             }
             Source::Local => return Err(FetchError::NoRemoteSource),
         };

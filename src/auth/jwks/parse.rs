@@ -69,6 +69,53 @@ pub fn parse_discovery(body: &[u8], issuer: &str) -> Result<String, String> {
     Ok(uri.to_string())
 }
 
+/// What browser sign-in needs of an OpenID provider's discovery document
+/// (OpenID Connect Discovery 1.0, RFC 9207, RP-Initiated Logout 1.0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderEndpoints {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    /// RP-initiated logout; absent when the provider has none.
+    pub end_session_endpoint: Option<String>,
+    /// RFC 9207: the provider sends `iss` with every authorization
+    /// response, so a response without it (or with another) is refused.
+    pub iss_parameter_supported: bool,
+}
+
+/// Reads the sign-in endpoints of `issuer`'s discovery document. `None`
+/// when it names no authorization or token endpoint (a provider that only
+/// serves keys); an endpoint that is not an http(s) URL with a host is an
+/// error. Endpoints are not followed across issuers: the document's issuer
+/// was checked by `parse_discovery`.
+pub fn parse_provider_endpoints(body: &[u8]) -> Result<Option<ProviderEndpoints>, String> {
+    let doc: Value =
+        serde_json::from_slice(body).map_err(|_| "discovery document is not JSON".to_string())?;
+    let url = |name: &str| -> Result<Option<String>, String> {
+        match doc.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(u)) => {
+                check_url(u).map_err(|m| format!("{name}: {m}"))?;
+                Ok(Some(u.clone()))
+            }
+            Some(_) => Err(format!("{name} is not a string")),
+        }
+    };
+    let (Some(authorization_endpoint), Some(token_endpoint)) =
+        (url("authorization_endpoint")?, url("token_endpoint")?)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ProviderEndpoints {
+        authorization_endpoint,
+        token_endpoint,
+        end_session_endpoint: url("end_session_endpoint")?,
+        iss_parameter_supported: doc
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    }))
+}
+
 /// Parses a JWKS, key by key: a key of an unknown type, an encryption key,
 /// a symmetric key or a broken key is skipped, not fatal for the set.
 pub fn parse_jwks(bytes: &[u8]) -> Result<Vec<KeyEntry>, String> {

@@ -108,12 +108,16 @@ pub struct HeaderRules {
     /// (`auth.token_from`): never forwarded.
     token_params: Vec<String>,
     token_cookies: Vec<String>,
+    /// The sign-in's own cookies (`login::jar::strip` patterns): never
+    /// forwarded.
+    gate_cookies: Vec<String>,
 }
 
 impl HeaderRules {
     pub fn from_config(
         forward: &ForwardConfig,
         token_sources: &[crate::auth::bearer::TokenSource],
+        gate_cookies: Vec<String>,
     ) -> Self {
         use crate::auth::bearer::TokenSource;
         let identity = IdentityHeaders::from_config(forward);
@@ -131,6 +135,7 @@ impl HeaderRules {
         owned.sort();
         owned.dedup();
         HeaderRules {
+            gate_cookies,
             identity,
             owned,
             removed: OVERRIDE_HEADERS
@@ -196,6 +201,10 @@ impl HeaderRules {
         }
         for name in &self.token_cookies {
             crate::auth::bearer::strip_cookie(headers, name);
+        }
+        if !self.gate_cookies.is_empty() {
+            let names: Vec<&str> = self.gate_cookies.iter().map(String::as_str).collect();
+            crate::login::jar::strip(headers, &names);
         }
     }
 }

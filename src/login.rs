@@ -1,0 +1,200 @@
+//! Browser sign-in: the session a browser holds in a sealed cookie, the
+//! sign-in and sign-out flows that make and end it, and the return to the
+//! page the browser first asked for. Uses auth, mint, store, config,
+//! respond, net, observe and the leaves; the proxy asks it whether a
+//! request carries a session (`Login::session`) and hands it the
+//! `/.jwtgate/` endpoints (`Login::handle`).
+//!
+//! - `seal`: the key ring and the sealed envelope of every cookie;
+//! - `jar`: reading, chunking, writing and stripping the cookies;
+//! - `return_path`: the open-redirect guard for `rd`;
+//! - `flow`: one sign-in (state, PKCE, nonce, the callback's checks);
+//! - `provider`: the token endpoint (code redemption, refresh);
+//! - `session`: what the cookie and the store keep of a session;
+//! - `resolve`: the per-request check and the refresh;
+//! - `endpoints`: `/.jwtgate/login`, `callback`, `logout`, `session`;
+//! - `navigation`: which requests are a person's navigation.
+
+pub mod endpoints;
+pub mod flow;
+pub mod jar;
+pub mod navigation;
+pub mod provider;
+pub mod resolve;
+pub mod return_path;
+pub mod seal;
+pub mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::login::LoginConfig;
+use crate::config::{Config, ConfigError};
+use crate::observe::metrics::Metrics;
+use crate::store::Store;
+
+pub use crate::config::login::RESERVED_PREFIX;
+
+/// Cookies opened before, kept this long (their deadlines are still
+/// checked on every request).
+const OPENED_TTL: Duration = Duration::from_secs(300);
+const OPENED_MAX: u64 = 10_000;
+
+/// Browser sign-in for one configuration generation.
+pub struct Login {
+    cfg: LoginConfig,
+    keys: seal::KeyRing,
+    returns: return_path::ReturnPolicy,
+    /// `https://cms.example.com`: every `Location` starts with it.
+    origin: String,
+    redirect_uri: String,
+    flow_prefix: String,
+    tokens: provider::TokenClient,
+    store: Option<Arc<Store>>,
+    leeway: u64,
+    forward_token: bool,
+    metrics: Arc<Metrics>,
+    /// Cookie value → the session it opened to.
+    opened: moka::sync::Cache<String, Arc<session::Opened>>,
+    /// Session id → the outcome of its refresh: one refresh per session at
+    /// a time on this gate, and its result shared by every request that
+    /// waited for it.
+    refreshes: moka::future::Cache<String, Arc<resolve::Refreshed>>,
+    /// Session id → its access token, for `auth.forward_token`: filled at
+    /// sign-in and refresh, read from the store once per replica otherwise.
+    access_tokens: moka::sync::Cache<String, http::HeaderValue>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("issuer", &self.cfg.issuer)
+            .field("origin", &self.origin)
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Login {
+    /// Builds `[login]` from `config` (None when the table is absent).
+    pub fn from_config(
+        config: &Config,
+        store: Option<Arc<Store>>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Option<Login>, ConfigError> {
+        let Some(cfg) = &config.login else {
+            return Ok(None);
+        };
+        let bad = |key: &str, m: String| ConfigError::invalid(key, "configuration", m);
+        let keys_file = cfg.session_keys_file.as_deref().ok_or_else(|| {
+            bad(
+                "login.session_keys_file",
+                "must name a file of session keys".into(),
+            )
+        })?;
+        let text = crate::config::read_key_file("login.session_keys_file", keys_file)?;
+        let text = String::from_utf8(text).map_err(|_| {
+            ConfigError::invalid(
+                "login.session_keys_file",
+                keys_file.display().to_string(),
+                "is not text: one base64 key per line",
+            )
+        })?;
+        let keys = seal::KeyRing::parse(&text).map_err(|e| {
+            ConfigError::invalid(
+                "login.session_keys_file",
+                keys_file.display().to_string(),
+                e.to_string(),
+            )
+        })?;
+        let returns = return_path::ReturnPolicy::new(&cfg.external_url, &cfg.redirect_hosts)
+            .map_err(|m| bad("login.external_url", m))?;
+        let origin = returns.origin();
+        let secret = match &cfg.client_secret_file {
+            Some(p) => {
+                let raw = crate::config::read_key_file("login.client_secret_file", p)?;
+                Some(
+                    String::from_utf8(raw)
+                        .map_err(|_| bad("login.client_secret_file", "is not text".into()))?
+                        .trim()
+                        .to_owned(),
+                )
+            }
+            None => Some(cfg.client_secret.expose().to_owned()).filter(|s| !s.is_empty()),
+        };
+        let ca_file = config
+            .auth
+            .issuers
+            .iter()
+            .find(|i| i.issuer == cfg.issuer)
+            .and_then(|i| i.ca_file.as_deref());
+        let tokens = provider::TokenClient::new(&cfg.client_id, secret.as_deref(), ca_file)?;
+        Ok(Some(Login {
+            redirect_uri: format!("{origin}/.jwtgate/callback"),
+            flow_prefix: flow::cookie_prefix(&cfg.cookie_name),
+            origin,
+            keys,
+            returns,
+            tokens,
+            store,
+            leeway: config.auth.leeway.as_secs(),
+            forward_token: config.auth.forward_token,
+            metrics,
+            opened: moka::sync::Cache::builder()
+                .max_capacity(OPENED_MAX)
+                .time_to_live(OPENED_TTL)
+                .build(),
+            refreshes: moka::future::Cache::builder()
+                .max_capacity(OPENED_MAX)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+            access_tokens: moka::sync::Cache::builder()
+                .max_capacity(OPENED_MAX)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            cfg: cfg.clone(),
+        }))
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &str {
+        &self.cfg.cookie_name
+    }
+
+    /// The names `jar::strip` takes to keep every cookie of the gate's
+    /// (the session, its chunks, the flows) from the upstream.
+    pub fn cookie_patterns(&self) -> [String; 2] {
+        [
+            self.cfg.cookie_name.clone(),
+            format!("{}*", self.flow_prefix),
+        ]
+    }
+
+    /// `login.on_missing`, unless the route says otherwise.
+    pub fn on_missing(&self) -> crate::config::login::OnMissing {
+        self.cfg.on_missing
+    }
+
+    /// Where a navigation without credentials is sent: the sign-in, with
+    /// the page it asked for (path and query) as the return path.
+    pub fn sign_in_location(&self, path: &str, query: Option<&str>) -> String {
+        let rd = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        self.location(&format!("/.jwtgate/login?rd={rd}"))
+    }
+
+    /// `Location` for a path of this gate.
+    fn location(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.origin)
+    }
+
+    fn count_login(&self, result: &'static str) {
+        self.metrics
+            .login
+            .get_or_create(&crate::observe::metrics::ResultLabel { result })
+            .inc();
+    }
+}
