@@ -15,6 +15,7 @@ mod cmd;
 mod config;
 mod deploy_manifests;
 mod fuzz_regressions;
+mod layout;
 mod mint;
 mod net;
 mod observability;
