@@ -186,6 +186,73 @@ impl Login {
         self.location(&format!("/.jwtgate/login?rd={rd}"))
     }
 
+    /// `verify-token --session`: does this cookie value open, whose is it,
+    /// and when does it end (deadlines only: revocations live in the
+    /// running gates' store).
+    pub fn inspect_cookie(&self, value: &str) -> Result<String, String> {
+        let opened = self.open(value).ok_or_else(|| {
+            "does not open with login.session_keys_file (tampered, truncated, or sealed with a key that is not in the file)".to_string()
+        })?;
+        let s = &opened.session;
+        let now = crate::auth::claims::now();
+        session::check_deadlines(
+            s,
+            now,
+            self.cfg.idle_timeout.as_secs(),
+            self.cfg.max_lifetime.as_secs(),
+        )
+        .map_err(|why| format!("the session of {:?} is over ({why:?})", s.user))?;
+        let ends = s
+            .signed_in
+            .saturating_add(self.cfg.max_lifetime.as_secs())
+            .min(s.sealed_at.saturating_add(self.cfg.idle_timeout.as_secs()));
+        Ok(format!(
+            "valid session: user {:?}, signed in {} ago, ends in {} at the latest{}",
+            s.user,
+            humantime::format_duration(Duration::from_secs(now.saturating_sub(s.signed_in))),
+            humantime::format_duration(Duration::from_secs(ends.saturating_sub(now))),
+            if s.refreshable { " (refreshable)" } else { "" }
+        ))
+    }
+
+    /// `create-token --session`: a session cookie (`NAME=VALUE`) for
+    /// `user`, sealed with the configured keys, holding for `lifetime`,
+    /// without a refresh token or tokens server side.
+    pub fn mint_cookie(
+        &self,
+        user: &str,
+        mut claims: serde_json::Map<String, serde_json::Value>,
+        lifetime: Duration,
+    ) -> Result<String, String> {
+        let now = crate::auth::claims::now();
+        claims.entry("sub").or_insert_with(|| user.into());
+        claims
+            .entry("iss")
+            .or_insert_with(|| self.cfg.issuer.clone().into());
+        claims.entry("iat").or_insert_with(|| now.into());
+        let sid = crate::random::token(16).map_err(|e| e.to_string())?;
+        let s = session::Session {
+            sid,
+            user: user.to_owned(),
+            claims,
+            signed_in: now,
+            sealed_at: now,
+            access_exp: now + lifetime.as_secs(),
+            obtained: now,
+            refreshable: false,
+            generation: 0,
+        };
+        let plain = serde_json::to_vec(&s).map_err(|e| e.to_string())?;
+        let value = self
+            .keys
+            .seal(self.cfg.cookie_name.as_bytes(), &plain)
+            .map_err(|e| e.to_string())?;
+        if value.len() > jar::CHUNK_LEN {
+            return Err("the session is larger than one cookie: fewer claims".into());
+        }
+        Ok(format!("{}={value}", self.cfg.cookie_name))
+    }
+
     /// `Location` for a path of this gate.
     fn location(&self, path_and_query: &str) -> String {
         format!("{}{path_and_query}", self.origin)

@@ -116,13 +116,17 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
             user,
             minutes,
             claims,
+            session,
         } => {
             let cfg = cli::load_config(config)?;
-            println!("{}", cli::create_token(&cfg, &user, minutes, &claims)?);
+            println!(
+                "{}",
+                cli::create_token(&cfg, &user, minutes, &claims, session)?
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::GenKey { kty, pem } => {
-            println!("{}", cli::gen_key(kty, pem)?.trim_end());
+        Command::GenKey { kty, pem, session } => {
+            println!("{}", cli::gen_key(kty, pem, session)?.trim_end());
             Ok(ExitCode::SUCCESS)
         }
         Command::HashPassword => {
@@ -205,6 +209,7 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
             token,
             path,
             method,
+            session,
         } => {
             let token = cli::token_arg(token)?;
             // Nothing to verify and no request to evaluate: bad usage.
@@ -216,7 +221,7 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
                 path,
                 method: &method,
             });
-            report_verdict(cli::verify_token(config, &token, probe).await?)
+            report_verdict(cli::verify_token(config, &token, probe, session).await?)
         }
     }
 }

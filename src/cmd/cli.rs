@@ -131,10 +131,16 @@ pub enum Command {
         /// Extra claim KEY=VALUE (VALUE is JSON when it parses as JSON, else a string).
         #[arg(long = "claim", value_name = "KEY=VALUE", value_parser = parse_claim_arg)]
         claims: Vec<String>,
+        /// Print a browser session cookie (`NAME=VALUE`) sealed with
+        /// login.session_keys_file instead of a token, for tests and
+        /// benchmarks: it holds for the duration, cannot be refreshed, and
+        /// has no tokens server side (so not with auth.forward_token).
+        #[arg(long)]
+        session: bool,
     },
     /// Print a new key as a JWK (oct by default; asymmetric kinds print the private JWK).
     #[command(
-        after_help = "Examples:\n  jwtgate gen-key                   # for AMPHO_SECURITY_KEY or auth.secret.jwk\n  jwtgate gen-key --kty EC --pem    # for issuer.signing_key_file"
+        after_help = "Examples:\n  jwtgate gen-key                   # for AMPHO_SECURITY_KEY or auth.secret.jwk\n  jwtgate gen-key --kty EC --pem    # for issuer.signing_key_file\n  jwtgate gen-key --session > session.keys                              # for login.session_keys_file\n  { jwtgate gen-key --session; cat session.keys; } > new && mv new session.keys   # rotate: the new key seals, the old still opens"
     )]
     GenKey {
         /// Key type: oct (HMAC), RSA (2048), EC (P-256) or OKP (Ed25519).
@@ -143,6 +149,10 @@ pub enum Command {
         /// Print an asymmetric private key as PKCS#8 PEM instead (for issuer.signing_key_file).
         #[arg(long)]
         pem: bool,
+        /// Print one session key line instead (base64 of 32 random bytes, for
+        /// login.session_keys_file).
+        #[arg(long, conflicts_with_all = ["kty", "pem"])]
+        session: bool,
     },
     /// Print an argon2id hash of a password for the users file: asked twice,
     /// without echo, on a terminal; read from stdin otherwise.
@@ -220,6 +230,10 @@ pub enum Command {
         /// The method of that request.
         #[arg(long, default_value = "GET", value_name = "METHOD", requires = "path")]
         method: String,
+        /// TOKEN is the value of a browser session cookie ([login]): say whether
+        /// it opens with the session keys, whose it is and when it ends.
+        #[arg(long, conflicts_with = "path")]
+        session: bool,
     },
 }
 
@@ -258,7 +272,13 @@ pub fn load_config(config: Option<PathBuf>) -> Result<Config> {
 /// Signs a token as `create-token` does, with the issuer's signer (the
 /// issuer's signing key when `[issuer]` is enabled with one, else the local
 /// secret), so that the gate accepts it exactly like the tokens it issues.
-pub fn create_token(config: &Config, user: &str, minutes: u64, extra: &[String]) -> Result<String> {
+pub fn create_token(
+    config: &Config,
+    user: &str,
+    minutes: u64,
+    extra: &[String],
+    session: bool,
+) -> Result<String> {
     let mut claims = Map::new();
     for c in extra {
         let Some((k, v)) = c.split_once('=') else {
@@ -268,10 +288,22 @@ pub fn create_token(config: &Config, user: &str, minutes: u64, extra: &[String])
         claims.insert(k.into(), value);
     }
     let lifetime = Duration::from_secs(minutes.saturating_mul(60));
+    if session {
+        let metrics = std::sync::Arc::new(crate::observe::metrics::Metrics::new());
+        let login = crate::login::Login::from_config(config, None, metrics)?.ok_or_else(|| {
+            anyhow::anyhow!("--session needs a [login] table in the configuration")
+        })?;
+        return login
+            .mint_cookie(user, claims, lifetime)
+            .map_err(anyhow::Error::msg);
+    }
     Ok(crate::mint::create_token(config, user, lifetime, &claims)?)
 }
 
-pub fn gen_key(kty: Kty, pem: bool) -> Result<String> {
+pub fn gen_key(kty: Kty, pem: bool, session: bool) -> Result<String> {
+    if session {
+        return crate::login::seal::KeyRing::generate_line().map_err(anyhow::Error::msg);
+    }
     if pem {
         return keygen::generate_pem(kty).map_err(anyhow::Error::msg);
     }
@@ -354,10 +386,17 @@ pub async fn verify_token(
     config: Option<PathBuf>,
     token: &str,
     probe: Option<Probe<'_>>,
+    session: bool,
 ) -> Result<std::result::Result<String, String>> {
     let cfg = load_config(config)?;
     let metrics = std::sync::Arc::new(crate::observe::metrics::Metrics::new());
     let state = crate::proxy::state::State::build(cfg, metrics, Default::default(), None)?;
+    if session {
+        let Some(login) = &state.login else {
+            bail!("--session needs a [login] table in the configuration");
+        };
+        return Ok(login.inspect_cookie(token.trim()));
+    }
     // Fetch remote keys now, so that the verdict can say why.
     for (issuer, outcome) in state.verifier.issuers().refresh_all().await {
         if let crate::auth::jwks::Refresh::Done(Err(e)) = outcome {

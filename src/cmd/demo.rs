@@ -24,7 +24,7 @@ pub async fn run() -> Result<()> {
     let status_token = crate::random::token(16)?;
     config.status.token = Secret::new(status_token.clone());
     config.drain_timeout = std::time::Duration::from_secs(2);
-    let token = crate::cmd::cli::create_token(&config, "demo", 60, &[])?;
+    let token = crate::cmd::cli::create_token(&config, "demo", 60, &[], false)?;
     let running = crate::run::start(config).await?;
     let p = running.proxy_addr;
     let admin = running
