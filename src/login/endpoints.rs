@@ -6,7 +6,9 @@
 //! `respond`, as a small page (`Style::Page`) or JSON for `session`.
 
 use bytes::Bytes;
-use http::header::{CACHE_CONTROL, LOCATION, ORIGIN, REFERER, SET_COOKIE};
+use http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, ORIGIN, REFERER, REFERRER_POLICY, SET_COOKIE,
+};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
@@ -43,7 +45,7 @@ impl Login {
         let result = match path {
             "/.jwtgate/login" if get => self.start(verifier, query, headers).await,
             "/.jwtgate/callback" if get => self.callback(verifier, query, headers).await,
-            "/.jwtgate/logout" if get => Ok(Self::logout_page()),
+            "/.jwtgate/logout" if get => Ok(self.logout_page(verifier).await),
             "/.jwtgate/logout" if *method == Method::POST => self.logout(verifier, headers).await,
             "/.jwtgate/session" if get => {
                 return self.session_json(verifier, headers).await;
@@ -134,7 +136,7 @@ impl Login {
                 let started = super::jar::read(headers, &n)
                     .and_then(|v| self.keys.open(n.as_bytes(), &v))
                     .and_then(|p| serde_json::from_slice::<Flow>(&p).ok())
-                    .map_or(0, |f| f.started);
+                    .map_or(0, |f| f.started_ms);
                 (started, n)
             })
             .collect();
@@ -292,15 +294,34 @@ impl Login {
     }
 
     /// `GET /.jwtgate/logout`: a confirmation form; signs nobody out.
-    fn logout_page() -> Response<Full<Bytes>> {
-        page_response(
+    /// The page sends its origin with the POST (`Referrer-Policy:
+    /// same-origin`: with `no-referrer` a browser sends `Origin: null`),
+    /// and its `form-action` allows the provider's sign-out page, which the
+    /// POST redirects to (browsers apply `form-action` to redirects too).
+    async fn logout_page(&self, verifier: &Verifier) -> Response<Full<Bytes>> {
+        let provider = verifier
+            .provider_endpoints(&self.cfg.issuer)
+            .await
+            .ok()
+            .and_then(|e| e.end_session_endpoint.as_deref().and_then(origin_of));
+        let mut resp = page_response(
             StatusCode::OK,
             "<!doctype html>\n<meta charset=\"utf-8\">\n<title>Sign out</title>\n\
              <form method=\"post\" action=\"/.jwtgate/logout\">\n\
              <p>Sign out?</p>\n<button type=\"submit\" id=\"signout\">Sign out</button>\n\
              </form>\n"
                 .to_owned(),
-        )
+        );
+        let csp = format!(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{}; frame-ancestors 'none'",
+            provider.map(|o| format!(" {o}")).unwrap_or_default()
+        );
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            h.insert(CONTENT_SECURITY_POLICY, v);
+        }
+        h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        resp
     }
 
     /// Is this POST from a page of the gate's own origin?
@@ -465,4 +486,12 @@ impl Answer {
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         self
     }
+}
+
+/// `scheme://host[:port]` of an absolute URL, for a CSP source (None when
+/// it has characters a CSP source cannot carry).
+fn origin_of(u: &str) -> Option<String> {
+    let url = url::Url::parse(u).ok()?;
+    let o = url.origin().ascii_serialization();
+    (o != "null" && !o.contains([';', ',', ' ', '\'', '"'])).then_some(o)
 }

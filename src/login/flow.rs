@@ -39,14 +39,16 @@ pub struct Flow {
     pub verifier: String,
     #[serde(rename = "r")]
     pub return_to: String,
+    /// Unix milliseconds: flows started in the same second are still
+    /// told apart when the oldest is dropped.
     #[serde(rename = "t")]
-    pub started: u64,
+    pub started_ms: u64,
 }
 
 impl std::fmt::Debug for Flow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Flow")
-            .field("started", &self.started)
+            .field("started_ms", &self.started_ms)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +67,12 @@ pub fn cookie_name(prefix: &str, state: &str) -> Option<String> {
         .then(|| format!("{prefix}{head}"))
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A new flow: fresh random state, nonce and verifier.
 pub fn new_flow(return_to: String) -> Result<Flow, crate::random::RandomError> {
     Ok(Flow {
@@ -72,7 +80,7 @@ pub fn new_flow(return_to: String) -> Result<Flow, crate::random::RandomError> {
         nonce: crate::random::token(32)?,
         verifier: crate::random::token(32)?,
         return_to,
-        started: now(),
+        started_ms: now_ms(),
     })
 }
 
@@ -190,7 +198,7 @@ pub fn matching_flow(
     if !bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) {
         return Err(refused("state_mismatch"));
     }
-    if now().saturating_sub(flow.started) > FLOW_MAX_AGE {
+    if now_ms().saturating_sub(flow.started_ms) > FLOW_MAX_AGE * 1000 {
         return Err(refused("flow_expired"));
     }
     Ok((flow, name))

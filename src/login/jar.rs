@@ -34,7 +34,9 @@ const ATTRIBUTES: &str = "Path=/; Secure; HttpOnly; SameSite=Lax";
 /// Why Set-Cookie headers could not be made. Never holds the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JarError {
-    #[error("cookie name {0:?} is not an RFC 6265 token of at most {MAX_NAME_LEN} bytes")]
+    #[error(
+        "cookie name {0:?} is not an RFC 6265 token (without `*`) of at most {MAX_NAME_LEN} bytes"
+    )]
     BadName(String),
     #[error("the cookie value is empty")]
     Empty,
@@ -52,9 +54,13 @@ fn token_char(b: u8) -> bool {
     b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
 }
 
-/// Is `name` a cookie name the jar accepts?
+/// Is `name` a cookie name the jar accepts? An RFC 6265 token of at most
+/// [`MAX_NAME_LEN`] bytes, without `*`: a trailing `*` makes a prefix
+/// pattern for [`strip`], so a name holding one could not be told apart.
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(token_char)
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| token_char(b) && b != b'*')
 }
 
 /// RFC 6265 §4.1.1 cookie-octet: visible ASCII except `"`, `,`, `;`, `\`.
@@ -264,11 +270,12 @@ mod tests {
 
     #[test]
     fn names_are_tokens() {
-        for ok in [NAME, "a", "jwtgate_flow", "x-1", "a!#$%&'*+.^`|~"] {
+        for ok in [NAME, "a", "jwtgate_flow", "x-1", "a!#$%&'+.^`|~"] {
             assert!(valid_name(ok), "{ok}");
         }
         for bad in [
             "", "a b", "a=b", "a;b", "a,b", "\"a\"", "a/b", "a\tb", "é", "a\u{7f}", "a:b", "[a]",
+            "a*",
         ] {
             assert!(!valid_name(bad), "{bad:?}");
             assert!(matches!(

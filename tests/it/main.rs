@@ -16,6 +16,7 @@ mod config;
 mod deploy_manifests;
 mod fuzz_regressions;
 mod layout;
+mod login;
 mod mint;
 mod net;
 mod observability;

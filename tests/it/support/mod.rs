@@ -11,9 +11,11 @@
 //! items are expected.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod fixtures;
 pub mod gate;
 pub mod idp;
+pub mod oidc;
 pub mod procs;
 pub mod raw;
 pub mod tokens;

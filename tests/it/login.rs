@@ -1,0 +1,12 @@
+//! Browser sign-in (`[login]`, src/login/): OpenID Connect sign-in with sealed session cookies, against the real provider of tests/browser/, a scripted one, and headless Chromium.
+
+mod browser;
+mod common;
+mod config;
+mod flow;
+mod hostile;
+mod id_token;
+mod logout;
+mod redirects;
+mod refresh;
+mod return_path;
