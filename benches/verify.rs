@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the verify path: HS256, RS256 and ES256 full
 //! verifications (cache off), a verified-token cache hit, and a whole
-//! decision through the gate's policy (verify + authorize).
+//! decision through the gate's policy (verify + authorize); and the browser
+//! session's cookie: opening a sealed session value, and reading it out of
+//! a Cookie header first.
 
 use std::sync::Arc;
 
@@ -262,5 +264,60 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// The browser session cookie: a sealed value of ~600 bytes of JSON claims
+/// under a 2-key ring (sealed with the first key, as after a rotation the
+/// most recent sessions are), opened alone and read out of a Cookie header
+/// with a few other cookies first.
+fn session(c: &mut Criterion) {
+    use jwtgate::login::{jar, seal::KeyRing};
+    const NAME: &str = "__Host-jwtgate";
+    let ring = KeyRing::parse(&format!(
+        "{}\n{}",
+        KeyRing::generate_line().unwrap(),
+        KeyRing::generate_line().unwrap()
+    ))
+    .unwrap();
+    let t = now();
+    let claims = json!({
+        "iss": ISS, "sub": "5b0e3c1e-8f4d-4a52-9d0c-3f1a2b7c9e10", "aud": "jwtgate",
+        "preferred_username": "alice", "email": "alice@example.com", "email_verified": true,
+        "name": "Alice Example", "groups": ["editors", "staff", "cms-admins"],
+        "sid": "f3a9c2e4b1d0478a9e6b5c4d3e2f1a0b", "iat": t, "auth_time": t,
+        "exp": t + 43_200, "idle_exp": t + 1_800, "refresh_at": t + 300,
+        "amr": ["pwd", "otp"], "acr": "urn:example:loa:2",
+        "scope": "openid profile email offline_access",
+        "locale": "en-GB", "zoneinfo": "Europe/London",
+        "picture": "https://idp.bench/avatars/5b0e3c1e-8f4d-4a52-9d0c-3f1a2b7c9e10.png",
+        "tenant": "example-publishing-north", "roles": ["author", "reviewer"],
+    })
+    .to_string();
+    assert!((550..700).contains(&claims.len()), "{}", claims.len());
+    let sealed = ring.seal(NAME.as_bytes(), claims.as_bytes()).unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::COOKIE,
+        format!(
+            "_ga=GA1.1.123456789.1700000000; theme=dark; lang=en-GB; \
+             {NAME}={sealed}; csrftoken=Zx9bq1TqK2m4YhRwV8s3; _gid=GA1.1.987654321.1700000000"
+        )
+        .parse()
+        .unwrap(),
+    );
+    assert_eq!(
+        ring.open(NAME.as_bytes(), &sealed).unwrap(),
+        claims.as_bytes()
+    );
+    assert_eq!(jar::read(&headers, NAME).as_deref(), Some(&sealed[..]));
+    c.bench_function("session_open", |b| {
+        b.iter(|| ring.open(NAME.as_bytes(), &sealed).unwrap())
+    });
+    c.bench_function("session_read_and_open", |b| {
+        b.iter(|| {
+            let value = jar::read(&headers, NAME).unwrap();
+            ring.open(NAME.as_bytes(), &value).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, bench, session);
 criterion_main!(benches);

@@ -165,3 +165,13 @@ fn form() {
 fn config() {
     replay("config", targets::config::run);
 }
+
+#[test]
+fn session_cookie() {
+    replay("session_cookie", targets::session_cookie::run);
+}
+
+#[test]
+fn return_path() {
+    replay("return_path", targets::return_path::run);
+}

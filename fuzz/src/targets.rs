@@ -10,4 +10,6 @@ pub mod form;
 pub mod jwks;
 pub mod path;
 pub mod request;
+pub mod return_path;
+pub mod session_cookie;
 pub mod verify;

@@ -133,8 +133,10 @@ pub enum Command {
         claims: Vec<String>,
         /// Print a browser session cookie (`NAME=VALUE`) sealed with
         /// login.session_keys_file instead of a token, for tests and
-        /// benchmarks: it holds for the duration, cannot be refreshed, and
-        /// has no tokens server side (so not with auth.forward_token).
+        /// benchmarks: it holds for the duration or login.idle_timeout,
+        /// whichever is shorter (a client that stores the re-sealed cookie
+        /// keeps it going), cannot be refreshed, and has no tokens server
+        /// side (so not with auth.forward_token).
         #[arg(long)]
         session: bool,
     },
@@ -291,7 +293,11 @@ pub fn create_token(
     if session {
         let metrics = std::sync::Arc::new(crate::observe::metrics::Metrics::new());
         let login = crate::login::Login::from_config(config, None, metrics)?.ok_or_else(|| {
-            anyhow::anyhow!("--session needs a [login] table in the configuration")
+            crate::config::ConfigError::invalid(
+                "login",
+                "configuration",
+                "create-token --session needs a [login] table",
+            )
         })?;
         return login
             .mint_cookie(user, claims, lifetime)
@@ -393,7 +399,12 @@ pub async fn verify_token(
     let state = crate::proxy::state::State::build(cfg, metrics, Default::default(), None)?;
     if session {
         let Some(login) = &state.login else {
-            bail!("--session needs a [login] table in the configuration");
+            return Err(crate::config::ConfigError::invalid(
+                "login",
+                "configuration",
+                "verify-token --session needs a [login] table",
+            )
+            .into());
         };
         return Ok(login.inspect_cookie(token.trim()));
     }

@@ -182,7 +182,7 @@ pub(super) fn validate(c: &super::Config) -> Vec<(String, String)> {
     if !is_cookie_name(&l.cookie_name) {
         err(
             "login.cookie_name",
-            "must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)".into(),
+            "must be a cookie name (letters, digits and !#$%&'+-.^_`|~)".into(),
         );
     }
     let minute = Duration::from_secs(60);
@@ -208,10 +208,10 @@ pub(super) fn validate(c: &super::Config) -> Vec<(String, String)> {
             && name.split('.').all(|p| {
                 !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
-        if !ok {
+        if !ok || (h.starts_with('.') && !name.contains('.')) {
             err(
                 &format!("login.redirect_hosts[{i}]"),
-                "must be a host name (\"app.example.com\") or a domain (\".example.com\")".into(),
+                "must be a host name (\"app.example.com\") or a domain (\".example.com\", not a whole top-level domain)".into(),
             );
         }
     }
@@ -243,7 +243,9 @@ fn is_cookie_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            // `*` is a token character, but `login::jar::strip` reads a
+            // trailing `*` as a prefix: not in the gate's own names.
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'+-.^_`|~".contains(&b))
 }
 
 /// `external_url`: scheme, host and optional port, nothing else; https

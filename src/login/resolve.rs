@@ -26,8 +26,10 @@ use crate::respond::GateError;
 const REFRESH_AHEAD: u64 = 60;
 /// A session is re-sealed (its idle deadline moved on) at most this often.
 const RESEAL_EVERY: u64 = 60;
-/// How long a gate holds the cross-replica refresh lock.
-const REFRESH_LOCK: Duration = Duration::from_secs(10);
+/// How long a gate holds the cross-replica refresh lock: longer than a
+/// refresh can take (the token endpoint's 10 s timeout and the store's
+/// writes), so the holder's release never frees another gate's lock.
+const REFRESH_LOCK: Duration = Duration::from_secs(30);
 /// How long a gate that did not get the lock waits for the other's result
 /// when the access token has already expired.
 const WAIT_FOR_OTHER: Duration = Duration::from_secs(3);
@@ -87,7 +89,7 @@ impl Login {
             return Ok(None);
         }
         if let Some(store) = &self.store {
-            match store.revoked_jti(&session::revocation_id(&s.sid)) {
+            match store.revoked_jti(&opened.revocation_id) {
                 Ok(false) => {}
                 Ok(true) => return Ok(None),
                 Err(e) => return Err(GateError::Verify(e)),
@@ -138,9 +140,7 @@ impl Login {
                 (opened.identity.clone(), self.seal_session(&next))
             }
             _ if now >= s.sealed_at + RESEAL_EVERY => {
-                let mut next = s.clone();
-                next.sealed_at = now;
-                (opened.identity.clone(), self.seal_session(&next))
+                (opened.identity.clone(), self.resealed(&opened, now))
             }
             _ => (opened.identity.clone(), Vec::new()),
         };
@@ -174,9 +174,30 @@ impl Login {
         let plain = self.keys.open(self.cfg.cookie_name.as_bytes(), sealed)?;
         let session: Session = serde_json::from_slice(&plain).ok()?;
         let identity = Arc::new(session.identity(&self.cfg.issuer));
-        let opened = Arc::new(Opened { session, identity });
+        let opened = Arc::new(Opened {
+            revocation_id: session::revocation_id(&session.sid),
+            session,
+            identity,
+            resealed: std::sync::Mutex::new(None),
+        });
         self.opened.insert(sealed.to_owned(), opened.clone());
         Some(opened)
+    }
+
+    /// This cookie with its idle deadline moved on: sealed at most once a
+    /// minute per cookie value, whatever the client does with Set-Cookie.
+    fn resealed(&self, opened: &Opened, now: u64) -> Vec<HeaderValue> {
+        let mut slot = opened.resealed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, headers)) = slot.as_ref()
+            && now < at + RESEAL_EVERY
+        {
+            return headers.clone();
+        }
+        let mut next = opened.session.clone();
+        next.sealed_at = now;
+        let headers = self.seal_session(&next);
+        *slot = Some((now, headers.clone()));
+        headers
     }
 
     /// The Set-Cookie headers of a session (empty if it cannot be sealed:
@@ -286,6 +307,24 @@ impl Login {
             .map_err(|e| RefreshError::Failed(e.to_string()))?;
         if !mine {
             return self.wait_for_other(s).await;
+        }
+        // Read again under the lock: another gate may have refreshed between
+        // the first read and the lock (its refresh token is spent: using it
+        // again would make the provider revoke the whole grant).
+        let record = match self.load_record(&s.sid).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                let _ = store.delete_record(&lock).await;
+                return Err(RefreshError::Ended("its record is gone"));
+            }
+            Err(e) => {
+                let _ = store.delete_record(&lock).await;
+                return Err(e);
+            }
+        };
+        if record.generation > s.generation {
+            let _ = store.delete_record(&lock).await;
+            return Ok(self.adopt_record(s, record));
         }
         let outcome = self.refresh_at_provider(verifier, s, record).await;
         let _ = store.delete_record(&lock).await;

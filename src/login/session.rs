@@ -148,10 +148,14 @@ impl std::fmt::Debug for Record {
     }
 }
 
-/// A cookie opened once: the session and the identity built from it.
+/// A cookie opened once: the session, the identity built from it, its
+/// revocation id, and the cookie re-sealed from it (so that a client that
+/// ignores Set-Cookie costs one seal a minute, not one a request).
 pub struct Opened {
     pub session: Session,
     pub identity: Arc<Identity>,
+    pub revocation_id: String,
+    pub resealed: std::sync::Mutex<Option<(u64, Vec<http::HeaderValue>)>>,
 }
 
 /// Why a session does not hold (for the log; the request is then as if it

@@ -9,4 +9,5 @@ mod id_token;
 mod logout;
 mod redirects;
 mod refresh;
+mod replicas;
 mod return_path;

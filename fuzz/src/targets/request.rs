@@ -28,8 +28,8 @@ use jwtgate::auth::VerifyError;
 use jwtgate::auth::bearer::{self, TokenSource};
 use jwtgate::config::RouteAuth;
 use jwtgate::proxy::gate::{Allow, Denial, decide};
-use jwtgate::respond::GateError;
 use jwtgate::proxy::state::Shared;
+use jwtgate::respond::GateError;
 use jwtgate::uri::{normalize_path, query_pairs, strip_query_params};
 use serde_json::json;
 
@@ -260,6 +260,7 @@ pub fn run(data: &[u8]) {
             assert_eq!(decision.query, stripped(None));
         }
         Allow::Issuer => panic!("the issuer is off"),
+        Allow::Session | Allow::Login => panic!("[login] is off"),
     }
     // Nothing secret is forwarded in the query; everything else is, in order.
     if let Some(q) = &decision.query {

@@ -203,3 +203,127 @@ fn usage_errors_exit_2() {
         failures.join("\n")
     );
 }
+
+/// `gen-key --session`: one key line, as `login.session_keys_file` takes it.
+fn session_key_line() -> String {
+    let out = run_jwtgate(&["gen-key", "--session"]).run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "not one line: {:?}",
+        out.stdout
+    );
+    out.stdout.trim().to_string()
+}
+
+#[test]
+fn gen_key_session_prints_a_base64url_32_byte_key() {
+    let a = session_key_line();
+    assert!(
+        a.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+        "not base64url without padding: {a:?}"
+    );
+    assert_eq!(b64url_decode(&a).len(), 32, "{a:?}");
+    assert_ne!(session_key_line(), a, "two keys are equal");
+    for args in [
+        ["gen-key", "--session", "--pem"],
+        ["gen-key", "--session", "--kty=EC"],
+    ] {
+        let out = run_jwtgate(&args).run();
+        assert_eq!(out.code, Some(2), "jwtgate {args:?}: {out:?}");
+        assert!(out.stdout.trim().is_empty(), "printed a key: {out:?}");
+        assert!(!out.stderr.trim().is_empty(), "no message: {out:?}");
+    }
+}
+
+/// A config with `[login]` whose session keys file holds `keys` (nothing
+/// is fetched from the issuer: port 9 is closed).
+fn login_config(dir: &std::path::Path, name: &str, keys: &str) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, keys).unwrap();
+    format!(
+        "[upstream]\nurl = \"http://127.0.0.1:9\"\n\
+         [[auth.issuers]]\nissuer = \"http://127.0.0.1:9/realms/test\"\n\
+         [login]\nprovider = \"oidc\"\nissuer = \"http://127.0.0.1:9/realms/test\"\n\
+         client_id = \"gate\"\nclient_secret = \"gate-secret\"\n\
+         external_url = \"http://127.0.0.1:8080\"\nsession_keys_file = \"{}\"\n",
+        file.display()
+    )
+}
+
+/// `jwtgate verify-token --session VALUE` with this config.
+fn verify_session(config: &str, value: &str) -> RunOutput {
+    run_jwtgate(&["verify-token", "--session", value])
+        .toml(config)
+        .run()
+}
+
+#[test]
+fn create_token_session_makes_a_cookie_that_verify_token_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = format!("{}\n", session_key_line());
+    let config = login_config(dir.path(), "session.keys", &key);
+
+    let out = run_jwtgate(&["create-token", "--session", "-u", "alice"])
+        .toml(&config)
+        .run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 1, "{:?}", out.stdout);
+    let line = out.stdout.trim();
+    let value = line
+        .strip_prefix("__Host-jwtgate=")
+        .unwrap_or_else(|| panic!("not __Host-jwtgate=VALUE: {line:?}"));
+    assert!(
+        !value.is_empty() && !value.contains([';', ' ', '=']),
+        "{value:?}"
+    );
+
+    let out = verify_session(&config, value);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert!(
+        out.stdout.starts_with("valid session: user \"alice\""),
+        "{out:?}"
+    );
+
+    // One character changed (in the middle: the ciphertext).
+    let mut tampered: Vec<u8> = value.bytes().collect();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let out = verify_session(&config, &tampered);
+    assert_eq!(out.code, Some(1), "a tampered value: {out:?}");
+    assert!(out.stdout.starts_with("rejected:"), "{out:?}");
+    assert!(!out.stdout.contains("valid session"), "{out:?}");
+
+    // A gate whose key file holds another key.
+    let other = login_config(
+        dir.path(),
+        "other.keys",
+        &format!("{}\n", session_key_line()),
+    );
+    let out = verify_session(&other, value);
+    assert_eq!(out.code, Some(1), "another key: {out:?}");
+    assert!(out.stdout.starts_with("rejected:"), "{out:?}");
+    // With the old key below the new one (a rotation), it opens again.
+    let rotated = login_config(
+        dir.path(),
+        "rotated.keys",
+        &format!("{}\n{key}", session_key_line()),
+    );
+    let out = verify_session(&rotated, value);
+    assert_eq!(out.code, Some(0), "the old key second in the file: {out:?}");
+}
+
+#[test]
+fn create_token_session_without_login_names_login() {
+    let out = run_jwtgate(&["create-token", "--session", "-u", "alice"])
+        .toml(&format!(
+            "[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth.secret]\nvalue = \"{SECRET}\"\n"
+        ))
+        .run();
+    assert_ne!(out.code, Some(0), "{out:?}");
+    assert!(out.stdout.trim().is_empty(), "printed something: {out:?}");
+    assert!(out.stderr.contains("[login]"), "{out:?}");
+}
