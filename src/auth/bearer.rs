@@ -153,17 +153,32 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
 /// split at `;` and trimmed of spaces and tabs; the name is what precedes
 /// the first `=`, trimmed.
 pub fn strip_cookies(headers: &mut HeaderMap, remove: impl Fn(&[u8]) -> bool) {
+    // The name of each `name=value` piece (trimmed); pieces without `=`
+    // have no name and are kept. Split with memchr: this runs on every
+    // request that carries cookies.
+    fn pieces(v: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        v.split(|&b| b == b';').filter_map(|pair| {
+            let pair = pair.trim_ascii();
+            (!pair.is_empty()).then(|| {
+                let name = memchr::memchr(b'=', pair).map(|eq| pair[..eq].trim_ascii());
+                (pair, name)
+            })
+        })
+    }
+    // One header and nothing to remove (the usual case): it stays as it is.
+    // (Several are always joined into one, as RFC 9113 §8.2.3 asks of an
+    // HTTP/2 request's cookies on their way to HTTP/1.1.)
+    let mut all = headers.get_all(COOKIE).iter();
+    if let (Some(only), None) = (all.next(), all.next())
+        && pieces(only.as_bytes()).next().is_some()
+        && !pieces(only.as_bytes()).any(|(_, n)| n.is_some_and(&remove))
+    {
+        return;
+    }
     let mut kept: Vec<u8> = Vec::new();
     for value in headers.get_all(COOKIE) {
-        for pair in value.as_bytes().split(|&b| b == b';') {
-            // A header value holds no whitespace but spaces and tabs.
-            let pair = pair.trim_ascii();
-            if pair.is_empty() {
-                continue;
-            }
-            if let Some(eq) = pair.iter().position(|&b| b == b'=')
-                && remove(pair[..eq].trim_ascii())
-            {
+        for (pair, name) in pieces(value.as_bytes()) {
+            if name.is_some_and(&remove) {
                 continue;
             }
             if !kept.is_empty() {
