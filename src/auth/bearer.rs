@@ -157,12 +157,21 @@ pub fn strip_cookies(headers: &mut HeaderMap, remove: impl Fn(&[u8]) -> bool) {
     // have no name and are kept. Split with memchr: this runs on every
     // request that carries cookies.
     fn pieces(v: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        v.split(|&b| b == b';').filter_map(|pair| {
-            let pair = pair.trim_ascii();
-            (!pair.is_empty()).then(|| {
-                let name = memchr::memchr(b'=', pair).map(|eq| pair[..eq].trim_ascii());
-                (pair, name)
-            })
+        let mut rest = Some(v);
+        std::iter::from_fn(move || {
+            loop {
+                let v = rest?;
+                let (pair, next) = match memchr::memchr(b';', v) {
+                    Some(i) => (&v[..i], Some(&v[i + 1..])),
+                    None => (v, None),
+                };
+                rest = next;
+                let pair = pair.trim_ascii();
+                if !pair.is_empty() {
+                    let name = memchr::memchr(b'=', pair).map(|eq| pair[..eq].trim_ascii());
+                    return Some((pair, name));
+                }
+            }
         })
     }
     // One header and nothing to remove (the usual case): it stays as it is.
