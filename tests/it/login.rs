@@ -1,5 +1,6 @@
 //! Browser sign-in (`[login]`, src/login/): OpenID Connect sign-in with sealed session cookies, against the real provider of tests/browser/, a scripted one, and headless Chromium.
 
+mod access_log;
 mod browser;
 mod common;
 mod config;
