@@ -145,6 +145,27 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
     strip_cookies(headers, |k| k == name.as_bytes());
 }
 
+/// The non-empty pieces of one Cookie header value, split at `;` and
+/// trimmed of spaces and tabs. Split with memchr: this runs on every
+/// request that carries cookies, over values of hundreds of bytes.
+pub fn cookie_pieces(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(v);
+    std::iter::from_fn(move || {
+        loop {
+            let v = rest?;
+            let (pair, next) = match memchr::memchr(b';', v) {
+                Some(i) => (&v[..i], Some(&v[i + 1..])),
+                None => (v, None),
+            };
+            rest = next;
+            let pair = pair.trim_ascii();
+            if !pair.is_empty() {
+                return Some(pair);
+            }
+        }
+    })
+}
+
 /// Removes from the Cookie headers every cookie whose name `remove` picks.
 /// The other `name=value` pairs (and pieces without `=`) are kept byte for
 /// byte and in order, bytes outside ASCII included, in one Cookie header
@@ -154,24 +175,11 @@ pub fn strip_cookie(headers: &mut HeaderMap, name: &str) {
 /// the first `=`, trimmed.
 pub fn strip_cookies(headers: &mut HeaderMap, remove: impl Fn(&[u8]) -> bool) {
     // The name of each `name=value` piece (trimmed); pieces without `=`
-    // have no name and are kept. Split with memchr: this runs on every
-    // request that carries cookies.
+    // have no name and are kept.
     fn pieces(v: &[u8]) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        let mut rest = Some(v);
-        std::iter::from_fn(move || {
-            loop {
-                let v = rest?;
-                let (pair, next) = match memchr::memchr(b';', v) {
-                    Some(i) => (&v[..i], Some(&v[i + 1..])),
-                    None => (v, None),
-                };
-                rest = next;
-                let pair = pair.trim_ascii();
-                if !pair.is_empty() {
-                    let name = memchr::memchr(b'=', pair).map(|eq| pair[..eq].trim_ascii());
-                    return Some((pair, name));
-                }
-            }
+        cookie_pieces(v).map(|pair| {
+            let name = memchr::memchr(b'=', pair).map(|eq| pair[..eq].trim_ascii());
+            (pair, name)
         })
     }
     // One header and nothing to remove (the usual case): it stays as it is.

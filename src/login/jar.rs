@@ -158,24 +158,12 @@ fn slot_of(k: &[u8], name: &[u8]) -> Option<usize> {
 }
 
 /// The `(name, value)` pairs of one Cookie header value, leniently: split
-/// at `;`, trimmed, the name before the first `=`; pieces without `=` are
-/// skipped. The splitting is `memchr`'s (this runs on every request that
-/// carries cookies, over values of hundreds of bytes).
+/// at `;` (`auth::bearer::cookie_pieces`), trimmed, the name before the
+/// first `=`; pieces without `=` are skipped.
 fn pairs(value: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut rest = Some(value);
-    std::iter::from_fn(move || {
-        loop {
-            let v = rest?;
-            let (pair, next) = match memchr::memchr(b';', v) {
-                Some(i) => (&v[..i], Some(&v[i + 1..])),
-                None => (v, None),
-            };
-            rest = next;
-            let pair = pair.trim_ascii();
-            if let Some(eq) = memchr::memchr(b'=', pair) {
-                return Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()));
-            }
-        }
+    crate::auth::bearer::cookie_pieces(value).filter_map(|pair| {
+        let eq = memchr::memchr(b'=', pair)?;
+        Some((pair[..eq].trim_ascii(), pair[eq + 1..].trim_ascii()))
     })
 }
 
