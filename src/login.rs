@@ -202,10 +202,11 @@ impl Login {
             self.cfg.max_lifetime.as_secs(),
         )
         .map_err(|why| format!("the session of {:?} is over ({why:?})", s.user))?;
-        let ends = s
-            .signed_in
-            .saturating_add(self.cfg.max_lifetime.as_secs())
-            .min(s.sealed_at.saturating_add(self.cfg.idle_timeout.as_secs()));
+        let ends = session::ends_at(
+            s,
+            self.cfg.idle_timeout.as_secs(),
+            self.cfg.max_lifetime.as_secs(),
+        );
         Ok(format!(
             "valid session: user {:?}, signed in {} ago, ends in {} at the latest{}",
             s.user,

@@ -240,12 +240,14 @@ pub(super) fn validate(c: &super::Config) -> Vec<(String, String)> {
 
 /// RFC 6265 cookie-name: an RFC 9110 token.
 fn is_cookie_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            // `*` is a token character, but `login::jar::strip` reads a
-            // trailing `*` as a prefix: not in the gate's own names.
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'+-.^_`|~".contains(&b))
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(cookie_name_byte)
+}
+
+/// A byte of the gate's own cookie names: an RFC 9110 `tchar` (RFC 6265
+/// cookie-name), but not `*`, which `login::jar::strip` reads as a prefix
+/// pattern. The one rule for `login.cookie_name` and the cookie jar.
+pub fn cookie_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'+-.^_`|~".contains(&b)
 }
 
 /// `external_url`: scheme, host and optional port, nothing else; https
@@ -269,14 +271,9 @@ fn check_external_url(s: &str) -> Result<(), String> {
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err("must be the origin only (scheme, host, port): the gate's endpoints are under /.jwtgate/".into());
     }
-    let host = auth.host().trim_start_matches('[').trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
     match scheme {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
+        "http" if super::validate::loopback_host(auth.host()) => Ok(()),
         "http" => Err(
             "must be https:// (http:// only on a loopback host): session cookies are Secure".into(),
         ),

@@ -423,14 +423,14 @@ fn insecure_remote_http(url: &str) -> bool {
     if uri.scheme_str() != Some("http") {
         return false;
     }
-    let host = uri
-        .host()
-        .unwrap_or("")
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let loopback = host.eq_ignore_ascii_case("localhost")
+    !loopback_host(uri.host().unwrap_or(""))
+}
+
+/// `localhost`, 127/8 or ::1 (brackets allowed around an IPv6 address).
+pub(super) fn loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    !loopback
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -439,14 +439,11 @@ impl Login {
 
     /// When the session ends if nothing happens: the first of its deadlines.
     fn expires_at(&self, s: &Session) -> u64 {
-        let mut end = s
-            .signed_in
-            .saturating_add(self.cfg.max_lifetime.as_secs())
-            .min(now().saturating_add(self.cfg.idle_timeout.as_secs()));
-        if !s.refreshable {
-            end = end.min(s.access_exp);
-        }
-        end
+        session::ends_at(
+            s,
+            self.cfg.idle_timeout.as_secs(),
+            self.cfg.max_lifetime.as_secs(),
+        )
     }
 }
 

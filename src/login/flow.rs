@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use super::jar;
 use crate::auth::claims::now;
 use crate::respond::LoginRefusal;
+use crate::store::mirror::now_ms;
 
 /// A flow cookie lives this long, and a callback older than that fails.
 pub const FLOW_MAX_AGE: u64 = 600;
@@ -65,12 +66,6 @@ pub fn cookie_name(prefix: &str, state: &str) -> Option<String> {
     head.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         .then(|| format!("{prefix}{head}"))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A new flow: fresh random state, nonce and verifier.

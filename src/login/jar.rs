@@ -50,19 +50,13 @@ pub enum JarError {
     TooLarge { len: usize },
 }
 
-/// RFC 2616 `token` (RFC 6265 §4.1.1 cookie-name): visible ASCII except
-/// the separators.
-fn token_char(b: u8) -> bool {
-    b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
-}
-
 /// Is `name` a cookie name the jar accepts? An RFC 6265 token of at most
 /// [`MAX_NAME_LEN`] bytes, without `*`: a trailing `*` makes a prefix
 /// pattern for [`strip`], so a name holding one could not be told apart.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| token_char(b) && b != b'*')
+        && name.bytes().all(crate::config::login::cookie_name_byte)
 }
 
 /// RFC 6265 §4.1.1 cookie-octet: visible ASCII except `"`, `,`, `;`, `\`.
@@ -250,11 +244,11 @@ fn is_ours(k: &[u8], entry: &str) -> bool {
 /// ignoring ASCII case, so no spelling of them reaches the upstream. The
 /// other cookies are kept byte for byte and in order, in one Cookie header
 /// (none when nothing remains): `auth::bearer::strip_cookies`.
-pub fn strip(headers: &mut HeaderMap, names: &[&str]) {
+pub fn strip<S: AsRef<str>>(headers: &mut HeaderMap, names: &[S]) {
     if !headers.contains_key(COOKIE) {
         return;
     }
-    crate::auth::bearer::strip_cookies(headers, |k| names.iter().any(|e| is_ours(k, e)));
+    crate::auth::bearer::strip_cookies(headers, |k| names.iter().any(|e| is_ours(k, e.as_ref())));
 }
 
 #[cfg(test)]

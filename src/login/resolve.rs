@@ -129,7 +129,7 @@ impl Login {
                 },
             }
         }
-        let (identity, mut set_cookies) = match &current {
+        let (identity, set_cookies) = match &current {
             // A session refreshed elsewhere (another tab, another gate):
             // this cookie is re-sealed from the newer one.
             Some(r)
@@ -158,7 +158,6 @@ impl Login {
         } else {
             None
         };
-        set_cookies.shrink_to_fit();
         Ok(Some(SessionHit {
             identity,
             set_cookies,
@@ -291,15 +290,6 @@ impl Login {
         s: &Session,
     ) -> Result<Refreshed, RefreshError> {
         let store = self.store.as_ref().ok_or(RefreshError::Ended("no store"))?;
-        let record = self
-            .load_record(&s.sid)
-            .await?
-            .ok_or(RefreshError::Ended("its record is gone"))?;
-        // Refreshed already (by another gate, or before this cookie came
-        // back): take the newer record.
-        if record.generation > s.generation {
-            return Ok(self.adopt_record(s, record));
-        }
         let lock = session::refresh_lock_key(&s.sid);
         let mine = store
             .take_lock(&lock, REFRESH_LOCK)
@@ -308,25 +298,16 @@ impl Login {
         if !mine {
             return self.wait_for_other(s).await;
         }
-        // Read again under the lock: another gate may have refreshed between
-        // the first read and the lock (its refresh token is spent: using it
-        // again would make the provider revoke the whole grant).
-        let record = match self.load_record(&s.sid).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                let _ = store.delete_record(&lock).await;
-                return Err(RefreshError::Ended("its record is gone"));
-            }
-            Err(e) => {
-                let _ = store.delete_record(&lock).await;
-                return Err(e);
-            }
+        // The record, read under the lock: another gate (or this one, for
+        // another tab) may have refreshed since this cookie was sealed. Its
+        // refresh token is then spent, and using it again would make the
+        // provider revoke the whole grant: take the newer record instead.
+        let outcome = match self.load_record(&s.sid).await {
+            Ok(Some(r)) if r.generation > s.generation => Ok(self.adopt_record(s, r)),
+            Ok(Some(r)) => self.refresh_at_provider(verifier, s, r).await,
+            Ok(None) => Err(RefreshError::Ended("its record is gone")),
+            Err(e) => Err(e),
         };
-        if record.generation > s.generation {
-            let _ = store.delete_record(&lock).await;
-            return Ok(self.adopt_record(s, record));
-        }
-        let outcome = self.refresh_at_provider(verifier, s, record).await;
         let _ = store.delete_record(&lock).await;
         outcome
     }

@@ -167,6 +167,19 @@ pub enum Ended {
     AccessExpired,
 }
 
+/// When the session ends if nothing happens: the first of its deadlines.
+pub fn ends_at(s: &Session, idle_timeout: u64, max_lifetime: u64) -> u64 {
+    let end = s
+        .signed_in
+        .saturating_add(max_lifetime)
+        .min(s.sealed_at.saturating_add(idle_timeout));
+    if s.refreshable {
+        end
+    } else {
+        end.min(s.access_exp)
+    }
+}
+
 /// The deadlines, checked on every request.
 pub fn check_deadlines(
     s: &Session,

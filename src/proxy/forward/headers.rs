@@ -203,8 +203,7 @@ impl HeaderRules {
             crate::auth::bearer::strip_cookie(headers, name);
         }
         if !self.gate_cookies.is_empty() {
-            let names: Vec<&str> = self.gate_cookies.iter().map(String::as_str).collect();
-            crate::login::jar::strip(headers, &names);
+            crate::login::jar::strip(headers, &self.gate_cookies);
         }
     }
 }
