@@ -14,6 +14,8 @@
 #     --two-cores    jwtgate worker_threads 2 vs HAProxy nbthread 2 (a second HAProxy from the lab's config on
 #                    8181-8184), MODE none
 #     --revocation   RS256 cached/uncached without a store vs with a Redis store holding 10,000 revocations
+#     --session      a browser session cookie vs a cached HS256 bearer token on one jwtgate instance
+#                    (bench/session.sh, after this script has made sure the lab is up), MODE three
 #   MODE  none | split | three (default three; none for --mem and --two-cores, which run unpinned)
 #   SECS  seconds per wrk/oha run (default 10; bench.sh caps wrk at 15, --mem and --rate take up to 60; --h2 ignores it)
 #   REPS  repetitions per target (default 3; the summaries report medians; --mem measures once)
@@ -52,7 +54,7 @@ RATE=""
 H2_N=""
 pos=()
 set_what() {
-  [ "$WHAT" = bench ] || { echo "compare.sh: give at most one of --mem, --rate, --h2, --two-cores, --revocation" >&2; exit 2; }
+  [ "$WHAT" = bench ] || { echo "compare.sh: give at most one of --mem, --rate, --h2, --two-cores, --revocation, --session" >&2; exit 2; }
   WHAT=$1
 }
 while [ $# -gt 0 ]; do
@@ -67,6 +69,7 @@ while [ $# -gt 0 ]; do
     --h2=*) set_what h2; H2_N=${1#--h2=}; shift ;;
     --two-cores) set_what two-cores; shift ;;
     --revocation) set_what revocation; shift ;;
+    --session) set_what session; shift ;;
     -*) echo "compare.sh: unknown option $1" >&2; usage ;;
     *) pos+=("$1"); shift ;;
   esac
@@ -85,6 +88,8 @@ case $MODE in none|split|three) ;; *) echo "compare.sh: unknown MODE '$MODE' (no
 [[ $SECS =~ ^[0-9]+$ && $REPS =~ ^[0-9]+$ && $SECS -ge 1 && $REPS -ge 1 ]] || { echo "compare.sh: SECS and REPS must be positive integers" >&2; exit 2; }
 case $WHAT in
   two-cores) [ "$MODE" = none ] || { echo "compare.sh: --two-cores runs everything on both CPUs: MODE none (not $MODE)" >&2; exit 2; } ;;
+  session) [ "$MODE" = three ] || { echo "compare.sh: --session pins like mode three (not $MODE)" >&2; exit 2; }
+           [ "$SECS" -le 15 ] || { echo "compare.sh: --session takes SECS <= 15" >&2; exit 2; } ;;
   mem|rate) [ "$SECS" -le 60 ] || { echo "compare.sh: --$WHAT takes SECS <= 60" >&2; exit 2; } ;;
 esac
 [ -z "$RATE" ] || [[ $RATE =~ ^[1-9][0-9]*$ ]] || { echo "compare.sh: --rate=RATE must be a positive integer (req/s)" >&2; exit 2; }
@@ -183,6 +188,10 @@ toml_list() { # comma-separated -> ["a", "b"]
 # name port token-alg kind cache opts   (kind: hs256 | rs256 | es256, with -jwks for jwks_uri;
 #   opts: "-" or a comma list of admin=PORT (admin_listen on 127.0.0.1:PORT), store ([store] url = the Redis
 #   this script starts), h2up (upstream h2c to the bench nginx on 8180))
+# --session: one instance serving both credentials, its own script (the lab is up by now)
+if [ "$WHAT" = session ]; then
+  exec bash "$ROOT/bench/session.sh" --bin "$BIN" "$SECS" "$REPS"
+fi
 standard=(
   "jwtgate-hs256 8101 hs256 hs256 on -"
   "jwtgate-hs256-nocache 8111 hs256 hs256 off -"
