@@ -3,6 +3,10 @@
 //! Read-only endpoints are open (the kubelet probes the pod IP). Mutating
 //! ones are accepted from a loopback peer, or from anywhere with
 //! `admin.token` presented as a bearer token; others get 403.
+//!
+//! Folder `admin/`: the admin listener (here), `revocations` (the API) and
+//! `forward_auth` (the decision-only listener); uses `proxy`, `store`,
+//! `respond`, `auth`, `net`, `config`, `observe` and the leaves.
 
 pub(crate) mod forward_auth;
 pub(crate) mod revocations;

@@ -6,6 +6,9 @@
 //! `keys` uses `signature`; `jwks` uses `error`, `signature` and `cache`;
 //! `verify` uses all of these. `bearer` stands apart. Nothing here
 //! depends on the store: it plugs in through `verify::Revocations`.
+//!
+//! Folder `auth/`: uses only `net` (TLS for key fetches), `config`,
+//! `observe` and the leaves.
 
 pub mod bearer;
 pub mod cache;

@@ -4,6 +4,8 @@
 //! environment names (`TOKENS_SECRET`, ...) < `JWTGATE_*` variables < flags.
 //! Unknown keys are an error (`deny_unknown_fields` on every table), and every
 //! validation error names the key and where its value came from.
+//!
+//! Folder `config/`: uses only the leaves (`uri`); everything else uses it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,9 @@
 //! The pieces: `users` (the htpasswd file and its last good copy),
 //! `limiter` (failure counters), `signer` (the key), `endpoints` (HTTP),
 //! `discovery` (JWKS and openid-configuration).
+//!
+//! Folder `mint/`: uses `store`, `respond`, `auth`, `net`, `config`,
+//! `observe` and the leaves.
 
 mod discovery;
 mod endpoints;

@@ -12,6 +12,9 @@
 //! (`http.request.method`, `url.path`, `client.address`, ...); what they do
 //! not name is under `jwtgate.`. The log never holds a query, a token, a
 //! cookie or any header but the bounded `Host`, `User-Agent` and the ids.
+//!
+//! Folder `observe/`: the observation (here), `metrics`, `request_id`,
+//! `process_metrics`; uses only the leaves, and every folder may use it.
 
 pub mod metrics;
 pub(crate) mod process_metrics;

@@ -7,6 +7,10 @@
 //! token endpoints' OAuth2/REST JSON). Every response jwtgate makes itself
 //! carries `x-jwtgate-error: CODE`, so that operators (and tests) can tell
 //! the gate's answers from the backend's.
+//!
+//! `respond/` (`grpc`, `page`): uses only `auth` (its error types),
+//! `observe` and the leaves, so that `proxy`, `mint`, `login` and `admin`
+//! all answer through it.
 
 mod grpc;
 mod page;

@@ -12,6 +12,8 @@
 //! (the copy requests read, and its freshness), `embedded` (the file),
 //! `redis_store` (keys, writes, the sync task). The shared login limits
 //! that use its connection are the issuer's (`mint::shared_limits`).
+//!
+//! Folder `store/`: uses `auth`, `config`, `observe` and the leaves.
 
 pub mod embedded;
 pub mod mirror;
