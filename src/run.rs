@@ -129,10 +129,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!("proxy listening on {proxy_desc} ({scheme})");
     let s = shared.clone();
-    tasks.push(tokio::spawn(server::serve(
+    tasks.push(tokio::spawn(server::serve_with(
         proxy_listener,
         options(metrics::PROXY, tls.clone()),
-        move |conn, req| gate::handle(s.clone(), conn, req),
+        move |conn, affinity: &Arc<gate::Affinity>, req| {
+            gate::handle(s.clone(), conn, Some(affinity.clone()), req)
+        },
         rx.clone(),
     )));
     let forward_auth_addr = forward_auth_listener.map(|l| {

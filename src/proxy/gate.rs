@@ -22,6 +22,7 @@ use crate::observe::{self, AccessRecord, Observation, Observed};
 use crate::proxy::forward::{self, GateBody};
 use crate::proxy::policy;
 use crate::proxy::state::{Shared, State};
+pub use crate::proxy::upstream::Affinity;
 use crate::respond::{GateError, Style, respond};
 
 /// Why a request was let through (for metrics and the access log).
@@ -73,6 +74,7 @@ pub struct Decision {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
+    affinity: Option<Arc<Affinity>>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Observed<GateBody>>, std::convert::Infallible> {
     let state = shared.current();
@@ -91,19 +93,20 @@ pub async fn handle(
         logging: observation.access.is_some(),
         ..Ctx::default()
     };
-    let (mut resp, reason, decision) = match run(&state, &shared, conn, req, grpc, &mut ctx).await {
-        Ok((resp, allow)) => (resp, allow.reason(), metrics::Decision::Allow),
-        Err(err) => {
-            let style = match grpc {
-                Some(call) => Style::Grpc {
-                    deadline_given: call.deadline.is_some(),
-                },
-                None => Style::Gate,
-            };
-            let resp = respond(&err, style, &state.config.auth.realm).map(Either::Right);
-            (resp, err.reason(), err.decision())
-        }
-    };
+    let (mut resp, reason, decision) =
+        match run(&state, &shared, conn, affinity, req, grpc, &mut ctx).await {
+            Ok((resp, allow)) => (resp, allow.reason(), metrics::Decision::Allow),
+            Err(err) => {
+                let style = match grpc {
+                    Some(call) => Style::Grpc {
+                        deadline_given: call.deadline.is_some(),
+                    },
+                    None => Style::Gate,
+                };
+                let resp = respond(&err, style, &state.config.auth.realm).map(Either::Right);
+                (resp, err.reason(), err.decision())
+            }
+        };
     resp.headers_mut().insert(X_REQUEST_ID, request_id);
     let status = resp.status().as_u16();
     shared
@@ -182,6 +185,7 @@ async fn run(
     state: &State,
     shared: &Shared,
     conn: ConnInfo,
+    affinity: Option<Arc<Affinity>>,
     mut req: Request<Incoming>,
     grpc: Option<crate::proxy::grpc::GrpcCall>,
     ctx: &mut Ctx,
@@ -271,7 +275,7 @@ async fn run(
         deadline: grpc.and_then(|g| g.deadline),
     };
     let sent = Instant::now();
-    let upstream = state.upstream.send(req, send).await;
+    let upstream = state.upstream.send(req, send, affinity.as_ref()).await;
     let waited = sent.elapsed();
     shared
         .metrics

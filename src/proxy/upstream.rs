@@ -6,20 +6,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::config::{ConfigError, UpstreamConfig, UpstreamProtocol, UpstreamUrl};
 use crate::respond::{GateError, UpstreamError};
+
+mod affine;
+mod body;
+mod limit;
+
+pub use affine::Affinity;
+use affine::{Affine, Connector, Failure};
+pub(crate) use body::UpstreamBody;
+pub(crate) use limit::Limit;
 
 /// A pooled client: over TCP (http or https), or over a Unix socket.
 enum UpstreamClient {
@@ -42,8 +49,9 @@ impl UpstreamClient {
 /// (in the h2 crate) for a stream to end rather than fail.
 const H2_INITIAL_MAX_STREAMS: usize = 100;
 
-/// How long an unused upstream connection is kept for the next request.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an unused pooled upstream connection is kept for the next
+/// request: as long as an idle connection-affine one.
+const POOL_IDLE_TIMEOUT: Duration = affine::IDLE_TIMEOUT;
 
 /// How the client for one protocol is built. `h2`: HTTP/2 is possible on
 /// it; `h2_only`: it is the only protocol (prior knowledge, or TLS with
@@ -109,79 +117,9 @@ pub struct Upstream {
     response_timeout: Duration,
     /// `upstream.max_connections`; `None` when unlimited.
     limit: Option<Arc<Limit>>,
-}
-
-/// The cap on requests in flight to the upstream and how long one may wait
-/// for a place. Over HTTP/1.1 each request in flight holds one pooled
-/// connection, so this caps the connections; over HTTP/2 the gate uses one
-/// connection and this caps its concurrent streams. Shared across reloads
-/// that keep the same cap, so a reload never doubles what the backend sees.
-#[derive(Debug)]
-pub(crate) struct Limit {
-    permits: Arc<Semaphore>,
-    max: usize,
-    queue_timeout: Duration,
-}
-
-impl Limit {
-    fn new(max: usize, queue_timeout: Duration) -> Self {
-        Limit {
-            // The configuration bounds `max` far below MAX_PERMITS.
-            permits: Arc::new(Semaphore::new(max.min(Semaphore::MAX_PERMITS))),
-            max,
-            queue_timeout,
-        }
-    }
-
-    /// Waits for a place, at most `queue_timeout`.
-    async fn acquire(&self) -> Result<OwnedSemaphorePermit, GateError> {
-        match tokio::time::timeout(self.queue_timeout, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            // The semaphore is never closed; a timeout is the only refusal.
-            _ => Err(GateError::Upstream(UpstreamError::Saturated {
-                retry_after: self.queue_timeout.as_secs().max(1),
-            })),
-        }
-    }
-}
-
-/// The upstream's response body, holding the request's place under
-/// `upstream.max_connections` until it has been sent on (or dropped).
-pub struct UpstreamBody {
-    inner: Incoming,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-impl UpstreamBody {
-    /// The place, for a tunnel that outlives the response (an upgrade).
-    pub fn take_permit(&mut self) -> Option<OwnedSemaphorePermit> {
-        self.permit.take()
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = polled {
-            // The body is complete: the connection is free again.
-            self.permit = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    /// HTTP/1.1 clients' requests over HTTP/1.1, owned by their client
+    /// connection (`None` when `http1` is).
+    affine: Option<Affine>,
 }
 
 impl Upstream {
@@ -197,6 +135,9 @@ impl Upstream {
                 }
                 _ => Arc::new(Limit::new(cfg.max_connections, cfg.queue_timeout)),
             });
+        if let Some(a) = &mut upstream.affine {
+            a.set_limit(upstream.limit.clone());
+        }
         Ok(upstream)
     }
 
@@ -236,6 +177,22 @@ impl Upstream {
             let connector = protocols().enable_http2().wrap_connector(http.clone());
             UpstreamClient::Net(client_builder(cfg, true, true).build(connector))
         };
+        let affine = (cfg.protocol != UpstreamProtocol::H2c
+            && cfg.protocol != UpstreamProtocol::H2)
+            .then(|| {
+                let connector = protocols().enable_http1().wrap_connector(http.clone());
+                let target = Uri::builder()
+                    .scheme(scheme.clone())
+                    .authority(authority.clone())
+                    .path_and_query("/")
+                    .build();
+                let host = http::HeaderValue::from_str(authority.as_str());
+                match (target, host) {
+                    (Ok(t), Ok(h)) => Some(Affine::new(Connector::Net(connector), t, h)),
+                    _ => None,
+                }
+            })
+            .flatten();
         let (http1, http2, alpn) = match cfg.protocol {
             UpstreamProtocol::Http1 => (Some(h1()), None, false),
             UpstreamProtocol::H2c | UpstreamProtocol::H2 => (None, Some(h2_only()), false),
@@ -259,6 +216,7 @@ impl Upstream {
             base_path,
             response_timeout: cfg.response_timeout,
             limit: None,
+            affine,
         })
     }
 
@@ -270,6 +228,17 @@ impl Upstream {
         let h1 =
             || UpstreamClient::Unix(client_builder(cfg, false, false).build(connector.clone()));
         let h2 = || UpstreamClient::Unix(client_builder(cfg, true, true).build(connector.clone()));
+        let affine = matches!(
+            cfg.protocol,
+            UpstreamProtocol::Http1 | UpstreamProtocol::Auto
+        )
+        .then(|| {
+            Affine::new(
+                Connector::Unix(connector.clone()),
+                Uri::from_static("http://localhost/"),
+                http::HeaderValue::from_static("localhost"),
+            )
+        });
         // `h2` over a socket is refused by the configuration check.
         let (http1, http2) = match cfg.protocol {
             UpstreamProtocol::Http1 => (Some(h1()), None),
@@ -286,6 +255,7 @@ impl Upstream {
             base_path: String::new(),
             response_timeout: cfg.response_timeout,
             limit: None,
+            affine,
         }
     }
 
@@ -356,17 +326,66 @@ impl Upstream {
     /// `upstream.max_connections` the request first waits for a place (at
     /// most `queue_timeout`, then 503), which it holds until its response
     /// body has been sent on.
+    ///
+    /// An HTTP/1 client's request to an HTTP/1.1 upstream goes over the
+    /// client connection's own upstream connection (`affinity`), unless it
+    /// asks for an upgrade (the tunnel takes the connection away). HTTP/2
+    /// clients (whose streams run in tasks of their own), gRPC, upgrades and
+    /// HTTP/2 upstreams use the shared pools.
     pub async fn send(
         &self,
         req: Request<Incoming>,
         opts: SendOptions,
+        affinity: Option<&Arc<Affinity>>,
     ) -> Result<Response<UpstreamBody>, GateError> {
+        if let (Some(affine), Some(affinity)) = (&self.affine, affinity)
+            && req.version() != Version::HTTP_2
+            && !opts.grpc
+            && !req.headers().contains_key(header::UPGRADE)
+        {
+            return self.send_affine(affine, affinity, req, opts).await;
+        }
         let permit = match &self.limit {
             Some(l) => Some(l.acquire().await?),
             None => None,
         };
         let resp = self.send_now(req, opts).await?;
-        Ok(resp.map(|inner| UpstreamBody { inner, permit }))
+        Ok(resp.map(|inner| UpstreamBody::new(inner, permit, None)))
+    }
+
+    async fn send_affine(
+        &self,
+        affine: &Affine,
+        affinity: &Arc<Affinity>,
+        mut req: Request<Incoming>,
+        opts: SendOptions,
+    ) -> Result<Response<UpstreamBody>, GateError> {
+        *req.version_mut() = Version::HTTP_11;
+        let release = affine.releases().then(|| affinity.clone());
+        match tokio::time::timeout(self.wait_limit(opts), affine.send(affinity, req)).await {
+            Ok(Ok(resp)) => Ok(resp.map(|inner| UpstreamBody::new(inner, None, release))),
+            Ok(Err(Failure::Saturated(e))) => Err(e),
+            Ok(Err(Failure::Connect(e))) if is_timeout(&*e) => {
+                Err(timeout("upstream connect timed out"))
+            }
+            Ok(Err(Failure::Connect(_))) => Err(failed("upstream refused the connection")),
+            Ok(Err(Failure::Send(e))) if is_timeout(&e) => {
+                Err(timeout("upstream did not answer in time"))
+            }
+            Ok(Err(Failure::Send(_))) => Err(failed("upstream failed")),
+            Err(_) => Err(timeout("upstream did not answer in time")),
+        }
+    }
+
+    /// How long to wait for the response head: `upstream.response_timeout`,
+    /// or the gRPC deadline when that comes first.
+    fn wait_limit(&self, opts: SendOptions) -> Duration {
+        match opts.deadline {
+            Some(d) => self
+                .response_timeout
+                .min(d.saturating_duration_since(std::time::Instant::now())),
+            None => self.response_timeout,
+        }
     }
 
     async fn send_now(
@@ -384,13 +403,7 @@ impl Upstream {
             // client's host still reaches the upstream in X-Forwarded-Host.
             req.headers_mut().remove(http::header::HOST);
         }
-        let limit = match opts.deadline {
-            Some(d) => self
-                .response_timeout
-                .min(d.saturating_duration_since(std::time::Instant::now())),
-            None => self.response_timeout,
-        };
-        match tokio::time::timeout(limit, client.request(req)).await {
+        match tokio::time::timeout(self.wait_limit(opts), client.request(req)).await {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
                 if is_timeout(&e) {
