@@ -132,8 +132,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     tasks.push(tokio::spawn(server::serve_with(
         proxy_listener,
         options(metrics::PROXY, tls.clone()),
-        move |conn, affinity: &Arc<gate::Affinity>, req| {
-            gate::handle(s.clone(), conn, Some(affinity.clone()), req)
+        move |conn, state: &Arc<gate::ConnState>, req| {
+            gate::handle(s.clone(), conn, Some(state.clone()), req)
         },
         rx.clone(),
     )));

@@ -51,6 +51,7 @@ pub(crate) fn prepare<B>(
     view: &ClientView,
     tls: bool,
     uri: Uri,
+    peer_text: Option<&HeaderValue>,
 ) -> Option<Upgrade> {
     let upgrade = rules.upgrade_for(req);
     let original_authority = req.uri().authority().cloned();
@@ -82,6 +83,7 @@ pub(crate) fn prepare<B>(
         view,
         tls,
         rules.trusts_forwarding(view),
+        peer_text,
     );
     rules.set_client_view(headers, view, tls);
     if let Some(proto) = &upgrade {

@@ -19,10 +19,10 @@ use crate::net::server::ConnInfo;
 use crate::observe::metrics;
 use crate::observe::request_id::{self, X_REQUEST_ID};
 use crate::observe::{self, AccessRecord, Observation, Observed};
+pub use crate::proxy::conn_state::ConnState;
 use crate::proxy::forward::{self, GateBody};
 use crate::proxy::policy;
 use crate::proxy::state::{Shared, State};
-pub use crate::proxy::upstream::Affinity;
 use crate::respond::{GateError, Style, respond};
 
 /// Why a request was let through (for metrics and the access log).
@@ -74,7 +74,7 @@ pub struct Decision {
 pub async fn handle(
     shared: Arc<Shared>,
     conn: ConnInfo,
-    affinity: Option<Arc<Affinity>>,
+    conn_state: Option<Arc<ConnState>>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Observed<GateBody>>, std::convert::Infallible> {
     let state = shared.current();
@@ -94,7 +94,7 @@ pub async fn handle(
         ..Ctx::default()
     };
     let (mut resp, reason, decision) =
-        match run(&state, &shared, conn, affinity, req, grpc, &mut ctx).await {
+        match run(&state, &shared, conn, conn_state, req, grpc, &mut ctx).await {
             Ok((resp, allow)) => (resp, allow.reason(), metrics::Decision::Allow),
             Err(err) => {
                 let style = match grpc {
@@ -185,7 +185,7 @@ async fn run(
     state: &State,
     shared: &Shared,
     conn: ConnInfo,
-    affinity: Option<Arc<Affinity>>,
+    conn_state: Option<Arc<ConnState>>,
     mut req: Request<Incoming>,
     grpc: Option<crate::proxy::grpc::GrpcCall>,
     ctx: &mut Ctx,
@@ -264,6 +264,10 @@ async fn run(
         &view,
         conn.tls,
         uri,
+        conn_state
+            .as_deref()
+            .filter(|_| !view.via_trusted_proxy)
+            .and_then(|c| c.peer_text(view.client)),
     );
     if let Some(b) = decision.bearer {
         req.headers_mut().insert(http::header::AUTHORIZATION, b);
@@ -275,7 +279,7 @@ async fn run(
         deadline: grpc.and_then(|g| g.deadline),
     };
     let sent = Instant::now();
-    let upstream = state.upstream.send(req, send, affinity.as_ref()).await;
+    let upstream = state.upstream.send(req, send, conn_state.as_ref()).await;
     let waited = sent.elapsed();
     shared
         .metrics

@@ -17,13 +17,14 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tracing::debug;
 
 use crate::config::{ConfigError, UpstreamConfig, UpstreamProtocol, UpstreamUrl};
+use crate::proxy::conn_state::ConnState;
 use crate::respond::{GateError, UpstreamError};
 
 mod affine;
 mod body;
 mod limit;
 
-pub use affine::Affinity;
+pub(crate) use affine::Affinity;
 use affine::{Affine, Connector, Failure};
 pub(crate) use body::UpstreamBody;
 pub(crate) use limit::Limit;
@@ -336,14 +337,14 @@ impl Upstream {
         &self,
         req: Request<Incoming>,
         opts: SendOptions,
-        affinity: Option<&Arc<Affinity>>,
+        conn: Option<&Arc<ConnState>>,
     ) -> Result<Response<UpstreamBody>, GateError> {
-        if let (Some(affine), Some(affinity)) = (&self.affine, affinity)
+        if let (Some(affine), Some(conn)) = (&self.affine, conn)
             && req.version() != Version::HTTP_2
             && !opts.grpc
             && !req.headers().contains_key(header::UPGRADE)
         {
-            return self.send_affine(affine, affinity, req, opts).await;
+            return self.send_affine(affine, conn, req, opts).await;
         }
         let permit = match &self.limit {
             Some(l) => Some(l.acquire().await?),
@@ -356,13 +357,13 @@ impl Upstream {
     async fn send_affine(
         &self,
         affine: &Affine,
-        affinity: &Arc<Affinity>,
+        conn: &Arc<ConnState>,
         mut req: Request<Incoming>,
         opts: SendOptions,
     ) -> Result<Response<UpstreamBody>, GateError> {
         *req.version_mut() = Version::HTTP_11;
-        let release = affine.releases().then(|| affinity.clone());
-        match tokio::time::timeout(self.wait_limit(opts), affine.send(affinity, req)).await {
+        let release = affine.releases().then(|| conn.clone());
+        match tokio::time::timeout(self.wait_limit(opts), affine.send(&conn.upstream, req)).await {
             Ok(Ok(resp)) => Ok(resp.map(|inner| UpstreamBody::new(inner, None, release))),
             Ok(Err(Failure::Saturated(e))) => Err(e),
             Ok(Err(Failure::Connect(e))) if is_timeout(&*e) => {

@@ -4,10 +4,15 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::Authority;
 
 use super::headers::HeaderRules;
+
+// Names the gate sets on every forwarded request, parsed once.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// An `X-Forwarded-For` entry: a bare address, or one with a port
 /// (`1.2.3.4:5678`, `[::1]:80`), as some proxies write it.
@@ -122,53 +127,61 @@ impl HeaderRules {
 /// a trusted proxy, the chain is cut after the client. `-Proto` and `-Host`
 /// are the gate's own view unless `trust_incoming`, in which case a single
 /// incoming value is kept.
+///
+/// `peer_text` is the client connection's address as text, when the gate
+/// keeps it for the connection: the usual value of `X-Forwarded-For`, made
+/// once per connection rather than formatted on every request.
 pub(crate) fn set_forwarded(
     headers: &mut HeaderMap,
     authority: Option<&Authority>,
     view: &ClientView,
     tls: bool,
     trust_incoming: bool,
+    peer_text: Option<&HeaderValue>,
 ) {
     let xff = match &view.chain {
-        Some(chain) if !chain.is_empty() => chain.join(", "),
-        Some(_) => view.client.to_string(),
+        Some(chain) if !chain.is_empty() => HeaderValue::from_str(&chain.join(", ")).ok(),
+        Some(_) => HeaderValue::from_str(&view.client.to_string()).ok(),
         None => {
-            let peer = view.client.to_string();
-            let prior: Vec<&str> = headers
-                .get_all("x-forwarded-for")
+            let mut prior = headers
+                .get_all(X_FORWARDED_FOR)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .collect();
-            if prior.is_empty() {
-                peer
+                .peekable();
+            if prior.peek().is_none() {
+                match peer_text {
+                    Some(v) => Some(v.clone()),
+                    None => HeaderValue::from_str(&view.client.to_string()).ok(),
+                }
             } else {
-                format!("{}, {peer}", prior.join(", "))
+                let prior: Vec<&str> = prior.collect();
+                HeaderValue::from_str(&format!("{}, {}", prior.join(", "), view.client)).ok()
             }
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    let single = |h: &HeaderMap, name: &str| {
+    let single = |h: &HeaderMap, name: &HeaderName| {
         let mut values = h.get_all(name).iter();
         match (values.next(), values.next()) {
             (Some(v), None) if !v.is_empty() => Some(v.clone()),
             _ => None,
         }
     };
-    let proto = single(headers, "x-forwarded-proto").filter(|_| trust_incoming);
+    let proto = single(headers, &X_FORWARDED_PROTO).filter(|_| trust_incoming);
     let proto = proto.unwrap_or(HeaderValue::from_static(if tls { "https" } else { "http" }));
-    headers.insert("x-forwarded-proto", proto);
-    let host = single(headers, "x-forwarded-host")
+    headers.insert(X_FORWARDED_PROTO, proto);
+    let host = single(headers, &X_FORWARDED_HOST)
         .filter(|_| trust_incoming)
         .or_else(|| headers.get(header::HOST).cloned())
         .or_else(|| authority.and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
     match host {
         Some(h) => {
-            headers.insert("x-forwarded-host", h);
+            headers.insert(X_FORWARDED_HOST, h);
         }
         None => {
-            headers.remove("x-forwarded-host");
+            headers.remove(X_FORWARDED_HOST);
         }
     }
 }

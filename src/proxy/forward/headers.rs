@@ -62,26 +62,50 @@ const GATE_SET_HEADERS: &[&str] = &[
     "forwarded",
 ];
 
+/// Whether `name` is hop-by-hop whatever `Connection` says.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+        || matches!(
+            name.as_str(),
+            KEEP_ALIVE | PROXY_CONNECTION | HTTP2_SETTINGS
+        )
+}
+
+/// The headers a `Connection` header names (RFC 9110 §7.6.1).
+fn connection_named(headers: &HeaderMap) -> impl Iterator<Item = HeaderName> + '_ {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`.
+/// One pass over the names the message has (a handful), rather than one
+/// lookup for each name that could be there: this runs on every response.
 pub(crate) fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            doomed.push(name.clone());
         }
     }
-    for name in HOP_BY_HOP {
+    remove_all(headers, doomed);
+}
+
+/// Removes `doomed`, and first what a `Connection` among them names.
+fn remove_all(headers: &mut HeaderMap, mut doomed: Vec<HeaderName>) {
+    if doomed.is_empty() {
+        return;
+    }
+    if doomed.contains(&header::CONNECTION) {
+        let named: Vec<HeaderName> = connection_named(headers).collect();
+        doomed.extend(named);
+    }
+    for name in doomed {
         headers.remove(name);
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    headers.remove(HTTP2_SETTINGS);
 }
 
 /// What a forwarded request may carry, compiled once per configuration:
@@ -95,8 +119,9 @@ pub struct HeaderRules {
     /// sets, and the override headers (passed or not: an alias is never the
     /// header the operator chose to pass).
     owned: Vec<String>,
-    /// Override headers removed from every request (not in `pass_headers`).
-    removed: Vec<HeaderName>,
+    /// Names removed from every request, sorted: hop-by-hop ones, the
+    /// identity headers, the override headers not in `pass_headers`.
+    stripped: Vec<HeaderName>,
     pub(super) pass_real_ip: bool,
     pub(super) pass_forwarded: bool,
     pub(super) trust_forwarded: bool,
@@ -134,15 +159,29 @@ impl HeaderRules {
         owned.extend(OVERRIDE_HEADERS.iter().map(|h| (*h).to_string()));
         owned.sort();
         owned.dedup();
+        let mut stripped: Vec<HeaderName> = HOP_BY_HOP
+            .iter()
+            .cloned()
+            .chain(
+                [KEEP_ALIVE, PROXY_CONNECTION, HTTP2_SETTINGS]
+                    .into_iter()
+                    .map(HeaderName::from_static),
+            )
+            .chain(identity.names().cloned())
+            .chain(
+                OVERRIDE_HEADERS
+                    .iter()
+                    .filter(|h| !passed.iter().any(|p| p == *h))
+                    .map(|h| HeaderName::from_static(h)),
+            )
+            .collect();
+        stripped.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        stripped.dedup();
         HeaderRules {
             gate_cookies,
             identity,
             owned,
-            removed: OVERRIDE_HEADERS
-                .iter()
-                .filter(|h| !passed.iter().any(|p| p == *h))
-                .map(|h| HeaderName::from_static(h))
-                .collect(),
+            stripped,
             pass_real_ip: passed.iter().any(|p| p == "x-real-ip"),
             pass_forwarded: passed.iter().any(|p| p == "forwarded"),
             trust_forwarded: forward.trust_forwarded_headers,
@@ -178,32 +217,37 @@ impl HeaderRules {
     /// ones, identity headers (any case, any copy), aliases of the headers the
     /// gate owns (`X_Auth_User`), override headers not passed, and cookies
     /// that may carry a token.
+    ///
+    /// One pass over the names the request has, each looked up in the
+    /// sorted list, instead of a map lookup for each of the forty-odd names
+    /// that could be there.
     pub(super) fn strip(&self, headers: &mut HeaderMap) {
-        remove_hop_by_hop(headers);
-        self.identity.strip(headers);
-        for h in &self.removed {
-            headers.remove(h);
-        }
-        // Aliases: only names with `_` can be one (names are lower case).
-        if headers.keys().any(|k| k.as_str().contains('_')) {
-            let aliases: Vec<HeaderName> = headers
-                .keys()
-                .filter(|k| k.as_str().contains('_'))
-                .filter(|k| {
-                    let canon = canonical_header(k.as_str());
-                    self.owned.binary_search(&canon).is_ok()
-                })
-                .cloned()
-                .collect();
-            for h in aliases {
-                headers.remove(h);
+        let mut doomed: Vec<HeaderName> = Vec::new();
+        let mut cookie = false;
+        for name in headers.keys() {
+            if name == header::COOKIE {
+                cookie = true;
+                continue;
+            }
+            let n = name.as_str();
+            let listed = self
+                .stripped
+                .binary_search_by(|s| s.as_str().cmp(n))
+                .is_ok();
+            // Aliases: only names with `_` can be one (names are lower case).
+            if listed || (n.contains('_') && self.owned.binary_search(&canonical_header(n)).is_ok())
+            {
+                doomed.push(name.clone());
             }
         }
-        for name in &self.token_cookies {
-            crate::auth::bearer::strip_cookie(headers, name);
-        }
-        if !self.gate_cookies.is_empty() {
-            crate::login::jar::strip(headers, &self.gate_cookies);
+        remove_all(headers, doomed);
+        if cookie {
+            for name in &self.token_cookies {
+                crate::auth::bearer::strip_cookie(headers, name);
+            }
+            if !self.gate_cookies.is_empty() {
+                crate::login::jar::strip(headers, &self.gate_cookies);
+            }
         }
     }
 }

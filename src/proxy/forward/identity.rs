@@ -37,18 +37,6 @@ impl IdentityHeaders {
             .chain(self.payload.iter())
     }
 
-    /// Removes every copy of every identity header, whatever its case, so
-    /// that a client can never supply one.
-    pub fn strip(&self, headers: &mut HeaderMap) {
-        headers.remove(&self.user);
-        for (_, h) in &self.claims {
-            headers.remove(h);
-        }
-        if let Some(h) = &self.payload {
-            headers.remove(h);
-        }
-    }
-
     /// Sets the identity headers from a verified identity.
     pub fn set(&self, headers: &mut HeaderMap, id: &Identity) {
         if let Ok(v) = HeaderValue::from_str(&id.user) {

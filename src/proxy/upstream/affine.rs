@@ -29,7 +29,6 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tower_service::Service;
 
 use super::limit::Limit;
-use crate::net::server::Companion;
 use crate::net::unix::UnixConnector;
 use crate::respond::GateError;
 
@@ -156,7 +155,7 @@ async fn purge(list: Weak<IdleList>) {
 /// A client connection's upstream connection: the companion its task
 /// drives (`net::server::serve_with`).
 #[derive(Default)]
-pub struct Affinity {
+pub(crate) struct Affinity {
     // Locked by the client connection's own task only (and by its last
     // response body when that is dropped): never contended.
     slot: Mutex<Option<UpConn>>,
@@ -178,8 +177,9 @@ impl Affinity {
     }
 }
 
-impl Companion for Affinity {
-    fn poll_drive(&self, cx: &mut Context<'_>) {
+impl Affinity {
+    /// Polls the connection (`ConnState` is the connection task's companion).
+    pub(crate) fn poll_drive(&self, cx: &mut Context<'_>) {
         let mut slot = self.lock();
         if let Some(c) = slot.as_mut()
             && !c.drive(cx)

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::affine::Affinity;
+use crate::proxy::conn_state::ConnState;
 
 /// The upstream's response body. Through a shared pool it holds the
 /// request's place under `upstream.max_connections` until it has been sent
@@ -18,7 +18,7 @@ use super::affine::Affinity;
 pub struct UpstreamBody {
     inner: Incoming,
     permit: Option<OwnedSemaphorePermit>,
-    release: Option<Arc<Affinity>>,
+    release: Option<Arc<ConnState>>,
     ended: bool,
 }
 
@@ -26,7 +26,7 @@ impl UpstreamBody {
     pub(super) fn new(
         inner: Incoming,
         permit: Option<OwnedSemaphorePermit>,
-        release: Option<Arc<Affinity>>,
+        release: Option<Arc<ConnState>>,
     ) -> Self {
         UpstreamBody {
             inner,
@@ -70,9 +70,10 @@ impl Body for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        if let Some(affinity) = self.release.take() {
+        if let Some(conn) = self.release.take() {
             // A body not read to its end leaves the connection unusable.
-            affinity.release(self.ended || self.inner.is_end_stream());
+            conn.upstream
+                .release(self.ended || self.inner.is_end_stream());
         }
     }
 }
