@@ -436,8 +436,9 @@ if [ "${JWKS_URI:-0}" = 1 ]; then start_jwks_https; fi
 start_haproxy_copy() { # start_haproxy_copy NAME NBTHREAD
   local name=$1 nbt=$2 cfg=$L/conf/bench-$1.cfg p tok
   [ -f "$L/conf/haproxy.cfg" ] || die "no $L/conf/haproxy.cfg: bash $PEERS/lab.sh configs"
-  for p in 8181 8182 8183 8184; do port_free "$p" "the $name HAProxy"; done
-  sed -E 's/^([[:space:]]*bind 127\.0\.0\.1:)808([1-4])([[:space:]]|$)/\1818\2\3/' "$L/conf/haproxy.cfg" > "$cfg"
+  for p in 8181 8182 8183 8184 8185; do port_free "$p" "the $name HAProxy"; done
+  # 8081-8084, and 8085 (the like-for-like frontend) where the lab's config has it
+  sed -E 's/^([[:space:]]*bind 127\.0\.0\.1:)808([1-5])([[:space:]]|$)/\1818\2\3/' "$L/conf/haproxy.cfg" > "$cfg"
   [ "$(grep -cE '^[[:space:]]*bind 127\.0\.0\.1:818[1-4]([[:space:]]|$)' "$cfg")" = 4 ] && ! grep -qE '^[[:space:]]*bind .*:808' "$cfg" \
     || die "the lab's haproxy.cfg does not have the four binds 8081-8084 this script moves (see $cfg)"
   ( JWT_HS_SECRET=$(cat "$L/keys/hs256.secret"); export JWT_HS_SECRET HAPROXY_NBTHREAD=$nbt; haproxy -c -q -f "$cfg" ) \
@@ -866,8 +867,8 @@ def row(label, j, h, goal, met):
     ok.append(met)
     print(f"| {label} | {j:.1f} MB | {h:.1f} MB | {r(j, h):.2f} | {goal}: {'met' if met else 'NOT met'} |")
 row("idle", ji, hi, "jwtgate ≤ 8 MB", ji <= 8.0)
-row(f"1,000 connections (established: {jc1} / {hc1})", j1, h1, "≤ 1.5× HAProxy", r(j1, h1) <= 1.5)
-row(f"4,000 connections (established: {jc4} / {hc4})", j4, h4, "≤ 1.5× HAProxy", r(j4, h4) <= 1.5)
+row(f"1,000 connections (established: {jc1} / {hc1})", j1, h1, "≤ 2× HAProxy (issue 20)", r(j1, h1) <= 2.0)
+row(f"4,000 connections (established: {jc4} / {hc4})", j4, h4, "≤ 2× HAProxy (issue 20)", r(j4, h4) <= 2.0)
 row("10 s after the load", ja, ha, f"jwtgate ≤ 2× its idle ({r(ja, ji):.2f}×)", r(ja, ji) <= 2.0)
 print()
 print(f"Load during the samples (wrk req/s, jwtgate / HAProxy): 1,000 conns {jr1:,.0f} / {hr1:,.0f}; "

@@ -30,6 +30,10 @@ use crate::net::listener::Listener;
 pub(crate) trait Companion: Send + Sync + 'static {
     /// Makes progress; registers `cx` to be woken when there is more to do.
     fn poll_drive(&self, cx: &mut Context<'_>);
+
+    /// The connection has had no request in progress for a whole tick of
+    /// its timer: what it holds for its next request may be given back.
+    fn idle(&self) {}
 }
 
 /// For listeners whose requests leave nothing behind.
@@ -381,7 +385,7 @@ impl<C: Companion> Conn<'_, C> {
         let mut last_started = 0;
         let mut idle_since = tokio::time::Instant::now();
         // The companion never finishes: it is polled whenever the task wakes.
-        let mut companion = std::pin::pin!(std::future::poll_fn(|cx| {
+        let mut driving = std::pin::pin!(std::future::poll_fn(|cx| {
             companion.poll_drive(cx);
             Poll::<()>::Pending
         }));
@@ -394,7 +398,7 @@ impl<C: Companion> Conn<'_, C> {
                     }
                     return;
                 }
-                _ = companion.as_mut() => {}
+                _ = driving.as_mut() => {}
                 _ = tokio::time::sleep_until(first_request_by), if first_pending => {
                     first_pending = false;
                     if counters.started.load(Ordering::Relaxed) == 0 {
@@ -413,6 +417,7 @@ impl<C: Companion> Conn<'_, C> {
                         idle_since = now;
                         continue;
                     }
+                    companion.idle();
                     let quiet = now.duration_since(idle_since);
                     // Before the first request `first_request_by` applies.
                     if quiet >= timers.header

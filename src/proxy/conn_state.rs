@@ -32,4 +32,11 @@ impl Companion for ConnState {
     fn poll_drive(&self, cx: &mut Context<'_>) {
         self.upstream.poll_drive(cx);
     }
+
+    /// An idle keep-alive client does not keep an upstream connection (and
+    /// its buffers) for itself: after a quiet tick it goes to the idle
+    /// list, where any client connection may take it.
+    fn idle(&self) {
+        self.upstream.release(true);
+    }
 }

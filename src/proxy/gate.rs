@@ -94,7 +94,10 @@ pub async fn handle(
         ..Ctx::default()
     };
     let (mut resp, reason, decision) =
-        match run(&state, &shared, conn, conn_state, req, grpc, &mut ctx).await {
+        // Boxed: hyper keeps the handler's future in a box of its size for
+        // the connection's whole life, idle or not. The phases' state
+        // (several KiB) then exists only while a request is in progress.
+        match Box::pin(run(&state, &shared, conn, conn_state, req, grpc, &mut ctx)).await {
             Ok((resp, allow)) => (resp, allow.reason(), metrics::Decision::Allow),
             Err(err) => {
                 let style = match grpc {

@@ -5,9 +5,12 @@
 //! for as long as it is in use, response bodies included. No channel, no
 //! second task, no pool checkout per request.
 //!
-//! When the client connection closes, its upstream connection goes to the
-//! upstream's idle list (bounded, closed after `IDLE_TIMEOUT`), which the
-//! next client connection takes from before it connects. Under
+//! When the client connection closes, or has been idle for a tick of its
+//! timer (`net::server`: half the shorter of the header and idle timeouts,
+//! 5 s by default), its upstream connection goes to the upstream's idle
+//! list (bounded, closed after `IDLE_TIMEOUT`), which the next client
+//! connection takes from before it connects: an idle keep-alive client does
+//! not hold an upstream connection and its buffers for long. Under
 //! `upstream.max_connections` a connection is a client connection's only
 //! for one request: it goes back to the idle list when its response ends,
 //! so that the places are shared the way they were with the pool.
@@ -166,10 +169,11 @@ impl Affinity {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Under a cap: the response has ended (or was dropped), so the
-    /// connection goes back to the idle list, or is closed when the
-    /// response was not read to its end.
-    pub(super) fn release(&self, ended: bool) {
+    /// Gives the connection back: to the idle list, or closed when the
+    /// last response was not read to its end (`ended` false). Under a cap
+    /// at the end of each response; otherwise when the client connection
+    /// has been quiet for a tick of its timer.
+    pub(crate) fn release(&self, ended: bool) {
         let Some(c) = self.lock().take() else { return };
         if ended && let Some(home) = c.home.upgrade() {
             home.park(c);

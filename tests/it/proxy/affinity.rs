@@ -140,8 +140,12 @@ fn parse_request(buf: &[u8]) -> Option<(String, usize)> {
 }
 
 fn gate(backend: &Backend) -> Gate {
+    gate_with(backend, "")
+}
+
+fn gate_with(backend: &Backend, limits: &str) -> Gate {
     GateBuilder::toml(&format!(
-        "[upstream]\nurl = \"http://{}\"\n[auth.secret]\nvalue = \"{SECRET}\"\n",
+        "[limits]\n{limits}\n[upstream]\nurl = \"http://{}\"\n[auth.secret]\nvalue = \"{SECRET}\"\n",
         backend.addr
     ))
     .start()
@@ -342,4 +346,27 @@ async fn the_idle_list_is_bounded_and_purged() {
         || async { (backend.open() == 0).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_client_gives_its_upstream_connection_back() {
+    // The connection timer ticks every second (half the idle timeout).
+    let backend = Backend::start(Behaviour::Answer, Duration::ZERO).await;
+    let gate = gate_with(
+        &backend,
+        "idle_timeout = \"2s\"\nheader_read_timeout = \"60s\"",
+    );
+    let mut a = ClientConn::open(&gate).await;
+    assert_eq!(conn_of(&a.get("/a").await.1), "conn=1");
+    // Quiet for two ticks (the first one after a request still counts it),
+    // still open: another client connection gets the same upstream
+    // connection, no new one.
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let mut b = ClientConn::open(&gate).await;
+    assert_eq!(conn_of(&b.get("/b").await.1), "conn=1");
+    assert_eq!(backend.accepted(), 1);
+    // The first client is still served (on a connection of its own now).
+    let (status, body) = a.get("/a/again").await;
+    assert_eq!(status, 200);
+    assert_eq!(conn_of(&body), "conn=2");
 }
