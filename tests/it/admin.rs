@@ -2,3 +2,4 @@
 
 mod forward_auth;
 mod listener;
+mod sessions;

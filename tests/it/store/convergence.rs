@@ -26,9 +26,11 @@ fn two_gates(up: &Upstream, redis: &Redis) -> (Gate, Gate) {
 }
 
 async fn down(gate: &Gate) {
-    eventually(Duration::from_secs(10), "the gate sees redis down", || async {
-        (readyz(gate).await.1["store"]["up"] == false).then_some(())
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the gate sees redis down",
+        || async { (readyz(gate).await.1["store"]["up"] == false).then_some(()) },
+    )
     .await;
 }
 
