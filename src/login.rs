@@ -214,6 +214,40 @@ impl Login {
         self.location(&format!("/.jwtgate/login?rd={rd}"))
     }
 
+    /// The sign-in location for a navigation the forward-auth listener was
+    /// asked about: the ingress serves the site, so the page to return to
+    /// is rebuilt from what the ingress says (`X-Forwarded-Proto`/`-Host`,
+    /// and the described path and query), and checked like any `rd`: the
+    /// gate's own origin gives a path; another host must be in
+    /// `redirect_hosts`, else the return is `/`. Without a host the path
+    /// is taken as one of this origin.
+    pub fn sign_in_location_for(
+        &self,
+        proto: Option<&str>,
+        host: Option<&str>,
+        path_and_query: &str,
+    ) -> String {
+        let rd = match host.map(str::trim).filter(|h| !h.is_empty()) {
+            Some(host) => {
+                let scheme = match proto.map(str::trim) {
+                    Some(p) if p.eq_ignore_ascii_case("http") => "http",
+                    Some(p) if p.eq_ignore_ascii_case("https") => "https",
+                    // No (or an odd) scheme: the gate's own.
+                    _ => self.origin.split_once("://").map_or("https", |(s, _)| s),
+                };
+                let url = format!("{scheme}://{}{path_and_query}", host.to_ascii_lowercase());
+                match url.strip_prefix(self.origin.as_str()) {
+                    Some(rest) if rest.starts_with('/') => self.returns.check(rest),
+                    _ => self.returns.check(&url),
+                }
+            }
+            None => self.returns.check(path_and_query),
+        };
+        let rd = rd.unwrap_or_else(|| "/".to_owned());
+        let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        self.location(&format!("/.jwtgate/login?rd={rd}"))
+    }
+
     /// `verify-token --session`: does this cookie value open, whose is it,
     /// and when does it end (deadlines only: revocations live in the
     /// running gates' store).
