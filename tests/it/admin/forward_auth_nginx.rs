@@ -5,10 +5,13 @@
 //! browser signs in through nginx (the scripted provider), and its session
 //! reaches the upstream as identity headers; a navigation without a
 //! session ends as nginx's 302 to the sign-in; a script's request keeps
-//! its 401. The Traefik answers (a 302 the ingress passes on as it is) are
-//! checked against the listener directly: there is no Traefik here.
+//! its 401. The same in headless Chromium with the real provider
+//! (tests/browser/scenarios/forward_auth.mjs). The Traefik answers (a 302
+//! the ingress passes on as it is) are checked against the listener
+//! directly: there is no Traefik here.
 //!
-//! Without nginx the nginx test says SKIPPED, except under CI.
+//! Without nginx (or node, its modules and Chromium) those tests say
+//! SKIPPED, except under CI.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -371,4 +374,51 @@ async fn traefik_gets_a_302_to_sign_in_and_nginx_a_401_with_the_url() {
         assert_eq!(header(&r, "x-auth-user"), "carol");
         assert_eq!(header(&r, "x-auth-email"), "carol@example.com");
     }
+}
+
+/// The same site in headless Chromium with the real provider
+/// (tests/browser/scenarios/forward_auth.mjs): nginx's 302, the sign-in,
+/// the page as the user, page scripts with Chromium's own cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_through_nginx_and_the_forward_auth_listener() {
+    if !crate::support::browser::chromium_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let external = format!("http://127.0.0.1:{port}");
+    let op = Provider::start(&provider_config(
+        vec![client_config(&external)],
+        &serde_json::json!({}),
+    ));
+    let up = Upstream::start().await;
+    let gate = gate(&external, &op.issuer, &up, &dir.path().join("keys"), "");
+    let app = up.url().trim_start_matches("http://").to_owned();
+    let server = site_conf(
+        port,
+        &gate.proxy.to_string(),
+        &gate.forward_auth.unwrap().to_string(),
+        &app,
+    );
+    let Some(_nginx) = start_nginx(dir.path(), port, &server).await else {
+        return;
+    };
+    crate::support::browser::run_scenario(
+        "forward_auth",
+        &[
+            ("SITE_URL", &external),
+            ("ISSUER", &op.issuer),
+            ("LOGIN_USER", ALICE),
+            ("LOGIN_PASSWORD", ALICE_PASSWORD),
+            ("PROTECTED_PATH", "/app/page?x=1&y=2"),
+        ],
+    )
+    .await;
+    assert!(
+        up.seen().iter().any(|s| s.path == "/app/page"
+            && s.query.as_deref() == Some("x=1&y=2")
+            && s.header("x-auth-user").as_deref() == Some(ALICE)),
+        "the upstream never served the page to alice: {:?}",
+        up.seen()
+    );
 }
