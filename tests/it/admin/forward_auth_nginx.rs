@@ -108,18 +108,27 @@ async fn start_nginx(dir: &Path, port: u16, server: &str) -> Option<ProcessGroup
 }
 
 /// A gate with `[login]` whose `external_url` is nginx's origin, and a
-/// forward-auth listener; the provider is the scripted one.
-fn gate(external: &str, issuer: &str, up: &Upstream, keys: &Path, extra: &str) -> Gate {
+/// forward-auth listener; `login`: more lines of `[login]`; `auth`: lines
+/// of `[auth]`.
+fn gate_with(
+    external: &str,
+    issuer: &str,
+    up: &Upstream,
+    keys: &Path,
+    login: &str,
+    auth: &str,
+) -> Gate {
     let key = run_jwtgate(&["gen-key", "--session"]).run();
     assert_eq!(key.code, Some(0), "{key:?}");
     std::fs::write(keys, &key.stdout).unwrap();
     GateBuilder::toml(&format!(
         "forward_auth_listen = \"127.0.0.1:0\"\n\
          [upstream]\nurl = \"{}\"\n\
+         [auth]\n{auth}\n\
          [[auth.issuers]]\nissuer = \"{issuer}\"\n\
          [login]\nprovider = \"oidc\"\nissuer = \"{issuer}\"\nclient_id = \"{CLIENT_ID}\"\n\
          client_secret = \"{CLIENT_SECRET}\"\nexternal_url = \"{external}\"\n\
-         session_keys_file = \"{}\"\n{extra}\n\
+         session_keys_file = \"{}\"\n{login}\n\
          [forward]\nclaims_headers = {{ email = \"X-Auth-Email\" }}\n\
          [[routes]]\nprefix = \"/public/\"\nauth = \"none\"\n",
         up.url(),
@@ -127,6 +136,10 @@ fn gate(external: &str, issuer: &str, up: &Upstream, keys: &Path, extra: &str) -
     ))
     .expect_forward_auth()
     .start()
+}
+
+fn gate(external: &str, issuer: &str, up: &Upstream, keys: &Path, login: &str) -> Gate {
+    gate_with(external, issuer, up, keys, login, "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -420,5 +433,77 @@ async fn chromium_signs_in_through_nginx_and_the_forward_auth_listener() {
             && s.header("x-auth-user").as_deref() == Some(ALICE)),
         "the upstream never served the page to alice: {:?}",
         up.seen()
+    );
+}
+
+/// A session refreshed by the forward-auth listener (4-second tokens, the
+/// real provider): the re-sealed cookie is in the 200 answer, nginx hands
+/// it to the browser (`add_header Set-Cookie`), and the browser goes on
+/// with it, with no second refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_refreshed_behind_nginx_reaches_the_browser_as_a_new_cookie() {
+    const TTL: u64 = 4;
+    if !provider_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let external = format!("http://127.0.0.1:{port}");
+    let op = Provider::start(&provider_config(
+        vec![client_config(&external)],
+        &serde_json::json!({"accessTokenTTL": TTL, "idTokenTTL": TTL}),
+    ));
+    let up = Upstream::start().await;
+    let gate = gate_with(
+        &external,
+        &op.issuer,
+        &up,
+        &dir.path().join("keys"),
+        "scopes = [\"openid\", \"profile\", \"email\", \"offline_access\"]",
+        "leeway = \"0s\"",
+    );
+    let app = up.url().trim_start_matches("http://").to_owned();
+    let server = site_conf(
+        port,
+        &gate.proxy.to_string(),
+        &gate.forward_auth.unwrap().to_string(),
+        &app,
+    );
+    let Some(_nginx) = start_nginx(dir.path(), port, &server).await else {
+        return;
+    };
+    let mut browser = Agent::new();
+    let s = browser
+        .sign_in_from(&format!("{external}/app/start"), ALICE, ALICE_PASSWORD)
+        .await;
+    let signed_in = Instant::now();
+    assert!(
+        s.done.sets_live_cookie(SESSION_COOKIE),
+        "{}",
+        s.done.describe()
+    );
+    let host = format!("127.0.0.1:{port}");
+    let before = browser.jar.get(&host, SESSION_COOKIE).unwrap();
+
+    tokio::time::sleep(
+        Duration::from_millis(TTL * 1000 + 1500).saturating_sub(signed_in.elapsed()),
+    )
+    .await;
+    let page = browser.fetch(&format!("{external}/app/after")).await;
+    assert_eq!(page.status, 200, "{}", page.describe());
+    assert!(
+        page.sets_live_cookie(SESSION_COOKIE),
+        "nginx did not pass the re-sealed cookie on:\n{}",
+        page.describe()
+    );
+    let after = browser.jar.get(&host, SESSION_COOKIE).unwrap();
+    assert_ne!(before, after, "the browser keeps the old cookie");
+    assert_eq!(up.last().header_all("x-auth-user"), vec![ALICE.to_owned()]);
+    let page = browser.fetch(&format!("{external}/app/again")).await;
+    assert_eq!(page.status, 200, "{}", page.describe());
+    assert_eq!(
+        stat(&op.stats().await, "token.refresh_token"),
+        1,
+        "one refresh"
     );
 }
