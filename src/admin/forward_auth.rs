@@ -172,17 +172,17 @@ async fn answer(
         *resp.status_mut() = StatusCode::OK;
         resp
     };
-    // The sign-in endpoints are the gate's own (the ingress routes them to
-    // the proxy listener): a middleware in front of the whole site lets
-    // them through, or signing in would itself need a session.
-    if state.login.is_some() && path.starts_with(crate::login::RESERVED_PREFIX) {
-        return Ok((empty(), Allow::Login.reason(), None));
-    }
     let route = state.policy.route(&method, &path);
     if let Some(a) = access {
         a.method = method.clone();
         a.path = observe::bounded(&path);
         a.route = route.map(|r| r.pattern().to_owned());
+    }
+    // The sign-in endpoints are the gate's own (the ingress routes them to
+    // the proxy listener): a middleware in front of the whole site lets
+    // them through, or signing in would itself need a session.
+    if state.login.is_some() && path.starts_with(crate::login::RESERVED_PREFIX) {
+        return Ok((empty(), Allow::Login.reason(), None));
     }
     let decision = match decide(state, &method, headers, &path, uri.query(), route).await {
         Ok(d) => d,

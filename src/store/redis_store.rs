@@ -369,9 +369,10 @@ pub async fn sync(
         // A queued change cuts the wait short, but two attempts are never
         // closer than MIN_BACKOFF (a burst of sign-outs while Redis is down
         // does not turn into a burst of connections).
+        let ended = tokio::time::Instant::now();
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
-            _ = store.wake.notified() => tokio::time::sleep(MIN_BACKOFF).await,
+            _ = store.wake.notified() => tokio::time::sleep_until(ended + MIN_BACKOFF).await,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
