@@ -95,6 +95,11 @@ pub(crate) async fn handle(
         }
         (&Method::GET, "/metrics") => {
             state.verifier.issuers().update_age_metrics();
+            let active = state.login.as_ref().map_or(0, |l| l.active_sessions());
+            shared
+                .metrics
+                .sessions_active
+                .set(i64::try_from(active).unwrap_or(i64::MAX));
             let mut r = Response::new(Full::new(Bytes::from(shared.metrics.encode())));
             r.headers_mut().insert(
                 CONTENT_TYPE,

@@ -15,6 +15,7 @@
 //! - `endpoints`: `/.jwtgate/login`, `callback`, `logout`, `session`;
 //! - `navigation`: which requests are a person's navigation.
 
+pub mod active;
 pub mod endpoints;
 pub mod flow;
 pub mod jar;
@@ -63,6 +64,9 @@ pub struct Login {
     /// Session id → its access token, for `auth.forward_token`: filled at
     /// sign-in and refresh, read from the store once per replica otherwise.
     access_tokens: moka::sync::Cache<String, http::HeaderValue>,
+    /// The sessions seen alive lately (`jwtgate_sessions_active`); kept
+    /// across reloads.
+    active: Arc<active::ActiveSessions>,
 }
 
 impl std::fmt::Debug for Login {
@@ -152,8 +156,32 @@ impl Login {
                 .max_capacity(OPENED_MAX)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
+            active: Arc::new(active::ActiveSessions::new(cfg.idle_timeout)),
             cfg: cfg.clone(),
         }))
+    }
+
+    /// This generation after a reload: the count of active sessions goes
+    /// on from the previous one (unless `idle_timeout` changed, which
+    /// changes what it counts).
+    pub fn keeping(mut self, previous: Option<&Login>) -> Login {
+        if let Some(p) = previous
+            && p.active.idle() == self.active.idle()
+        {
+            self.active = p.active.clone();
+        }
+        self
+    }
+
+    /// `jwtgate_sessions_active` (see `active`).
+    pub fn active_sessions(&self) -> u64 {
+        self.active.count()
+    }
+
+    /// Default lifetime of a session's revocation: no session outlives
+    /// `max_lifetime` from now.
+    pub fn max_lifetime(&self) -> Duration {
+        self.cfg.max_lifetime
     }
 
     /// The session cookie's name.
@@ -186,6 +214,40 @@ impl Login {
         self.location(&format!("/.jwtgate/login?rd={rd}"))
     }
 
+    /// The sign-in location for a navigation the forward-auth listener was
+    /// asked about: the ingress serves the site, so the page to return to
+    /// is rebuilt from what the ingress says (`X-Forwarded-Proto`/`-Host`,
+    /// and the described path and query), and checked like any `rd`: the
+    /// gate's own origin gives a path; another host must be in
+    /// `redirect_hosts`, else the return is `/`. Without a host the path
+    /// is taken as one of this origin.
+    pub fn sign_in_location_for(
+        &self,
+        proto: Option<&str>,
+        host: Option<&str>,
+        path_and_query: &str,
+    ) -> String {
+        let rd = match host.map(str::trim).filter(|h| !h.is_empty()) {
+            Some(host) => {
+                let scheme = match proto.map(str::trim) {
+                    Some(p) if p.eq_ignore_ascii_case("http") => "http",
+                    Some(p) if p.eq_ignore_ascii_case("https") => "https",
+                    // No (or an odd) scheme: the gate's own.
+                    _ => self.origin.split_once("://").map_or("https", |(s, _)| s),
+                };
+                let url = format!("{scheme}://{}{path_and_query}", host.to_ascii_lowercase());
+                match url.strip_prefix(self.origin.as_str()) {
+                    Some(rest) if rest.starts_with('/') => self.returns.check(rest),
+                    _ => self.returns.check(&url),
+                }
+            }
+            None => self.returns.check(path_and_query),
+        };
+        let rd = rd.unwrap_or_else(|| "/".to_owned());
+        let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+        self.location(&format!("/.jwtgate/login?rd={rd}"))
+    }
+
     /// `verify-token --session`: does this cookie value open, whose is it,
     /// and when does it end (deadlines only: revocations live in the
     /// running gates' store).
@@ -208,11 +270,14 @@ impl Login {
             self.cfg.max_lifetime.as_secs(),
         );
         Ok(format!(
-            "valid session: user {:?}, signed in {} ago, ends in {} at the latest{}",
+            "valid session: user {:?}, signed in {} ago, ends in {} at the latest{}; session id {} \
+             (jwtgate revoke --session {} ends it)",
             s.user,
             humantime::format_duration(Duration::from_secs(now.saturating_sub(s.signed_in))),
             humantime::format_duration(Duration::from_secs(ends.saturating_sub(now))),
-            if s.refreshable { " (refreshable)" } else { "" }
+            if s.refreshable { " (refreshable)" } else { "" },
+            s.sid,
+            s.sid,
         ))
     }
 

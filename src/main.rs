@@ -174,6 +174,7 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
         }
         Command::Revoke {
             jti,
+            session,
             user,
             issuer,
             before,
@@ -183,6 +184,7 @@ async fn run(command: Command, config: Option<PathBuf>) -> anyhow::Result<ExitCo
             admin.config = config.clone();
             let req = jwtgate::cmd::revoke::RevokeRequest {
                 jti,
+                session,
                 user,
                 issuer,
                 before,

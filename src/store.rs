@@ -245,6 +245,9 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(change);
+        if let Kind::Redis(r) = &self.kind {
+            r.wake();
+        }
     }
 
     /// Is the revocation id `jti` (a token's `jti`, or a browser session's

@@ -1,5 +1,7 @@
 //! The admin listener's revocation endpoints (issue 14):
 //! `POST /revocations`, `GET /revocations`, `DELETE /revocations/{id}`.
+//! A revocation names one token (`jti`), one browser session (`session`,
+//! issue 21) or a user's tokens and sessions (`user`).
 //! `admin.rs` authorises them like the other mutating endpoints (a list of
 //! revoked users is not for every peer either).
 
@@ -12,9 +14,10 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::auth::claims::now;
+use crate::login::session::{plausible_sid, revocation_id, sid_of_revocation};
 use crate::proxy::state::State;
 use crate::respond::json_response;
-use crate::store::revocation::{MAX_FIELD_BYTES, Rule};
+use crate::store::revocation::{MAX_FIELD_BYTES, Revocation, Rule};
 
 /// A revocation request is a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
@@ -43,17 +46,28 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Fu
     };
     let path = req.uri().path().to_owned();
     match (req.method().clone(), path.as_str()) {
-        (Method::GET | Method::HEAD, PATH) => json_response(
-            StatusCode::OK,
-            &json!({"revocations": store.list(), "store": store.status()}),
-        ),
+        (Method::GET | Method::HEAD, PATH) => {
+            let list: Vec<Value> = store.list().iter().map(shown).collect();
+            json_response(
+                StatusCode::OK,
+                &json!({"revocations": list, "store": store.status()}),
+            )
+        }
         (Method::POST, PATH) => {
-            let rule = match read_rule(req).await {
+            let (rule, expires) = match read_rule(req).await {
                 Ok(r) => r,
                 Err(resp) => return *resp,
             };
-            let (rule, expires) = rule;
+            // No session outlives max_lifetime from now: its revocation
+            // need not either.
+            let is_session =
+                matches!(&rule, Rule::Token { jti } if sid_of_revocation(jti).is_some());
+            let expires = expires.or_else(|| {
+                let login = state.login.as_ref().filter(|_| is_session)?;
+                Some(now().saturating_add(login.max_lifetime().as_secs()))
+            });
             let (rev, outcome) = store.revoke(rule, expires).await;
+            let rev = shown(&rev);
             match outcome {
                 Ok(()) => json_response(
                     StatusCode::CREATED,
@@ -106,15 +120,30 @@ pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> Response<Fu
     }
 }
 
+/// A revocation as the API shows it: a browser session's (stored as the
+/// `jti` `session:ID`, which every gate enforces) is of kind `session`.
+fn shown(rev: &Revocation) -> Value {
+    let mut v = serde_json::to_value(rev).unwrap_or(Value::Null);
+    if let Rule::Token { jti } = &rev.rule
+        && let Some(sid) = sid_of_revocation(jti)
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.remove("jti");
+        obj.insert("kind".into(), json!("session"));
+        obj.insert("session".into(), json!(sid));
+    }
+    v
+}
+
 type Bad = Box<Response<Full<Bytes>>>;
 
 fn bad(text: impl Into<String>) -> Bad {
     Box::new(error(StatusCode::BAD_REQUEST, "invalid_request", text))
 }
 
-/// `{"jti": ID}` or `{"user": NAME, "issuer"?: ISS, "before"?: TIME}`,
-/// each with an optional `"expires": TIME`; a TIME is Unix seconds or an
-/// RFC 3339 date.
+/// `{"jti": ID}`, `{"session": SESSION_ID}` or `{"user": NAME,
+/// "issuer"?: ISS, "before"?: TIME}`, each with an optional
+/// `"expires": TIME`; a TIME is Unix seconds or an RFC 3339 date.
 async fn read_rule(req: Request<Incoming>) -> Result<(Rule, Option<u64>), Bad> {
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
@@ -126,7 +155,10 @@ async fn read_rule(req: Request<Incoming>) -> Result<(Rule, Option<u64>), Bad> {
         return Err(bad("the body must be a JSON object"));
     };
     for k in obj.keys() {
-        if !matches!(k.as_str(), "jti" | "user" | "issuer" | "before" | "expires") {
+        if !matches!(
+            k.as_str(),
+            "jti" | "session" | "user" | "issuer" | "before" | "expires"
+        ) {
             return Err(bad(format!("unknown field {k:?}")));
         }
     }
@@ -150,19 +182,33 @@ async fn read_rule(req: Request<Incoming>) -> Result<(Rule, Option<u64>), Bad> {
         }
     };
     let expires = time("expires")?;
-    let rule = match (text("jti")?, text("user")?) {
-        (Some(jti), None) => {
+    let rule = match (text("jti")?, text("session")?, text("user")?) {
+        (Some(jti), None, None) => {
             if obj.contains_key("issuer") || obj.contains_key("before") {
                 return Err(bad("issuer and before go with user, not jti"));
             }
             Rule::Token { jti }
         }
-        (None, Some(user)) => Rule::User {
+        (None, Some(sid), None) => {
+            if obj.contains_key("issuer") || obj.contains_key("before") {
+                return Err(bad("issuer and before go with user, not session"));
+            }
+            if !plausible_sid(&sid) {
+                return Err(bad(
+                    "session must be a session id: 16 to 64 base64url characters, as \
+                     jwtgate verify-token --session prints it",
+                ));
+            }
+            Rule::Token {
+                jti: revocation_id(&sid),
+            }
+        }
+        (None, None, Some(user)) => Rule::User {
             user,
             issuer: text("issuer")?,
             before: time("before")?.unwrap_or_else(now),
         },
-        _ => return Err(bad("give exactly one of jti and user")),
+        _ => return Err(bad("give exactly one of jti, session and user")),
     };
     Ok((rule, expires))
 }

@@ -189,14 +189,20 @@ pub enum Command {
         #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
-    /// Revoke one token (--jti) or a user's tokens issued before a time,
-    /// through a running gate's admin listener.
+    /// Revoke one token (--jti), one browser session (--session) or a
+    /// user's tokens and sessions issued before a time, through a running
+    /// gate's admin listener.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(false)))]
     Revoke {
         /// The `jti` of the one token to revoke.
-        #[arg(long, required_unless_present = "user", conflicts_with = "user")]
+        #[arg(long, group = "what")]
         jti: Option<String>,
-        /// The user name or `sub` whose tokens are revoked.
-        #[arg(long)]
+        /// The id of the one browser session to revoke (as `verify-token
+        /// --session` prints it).
+        #[arg(long, group = "what")]
+        session: Option<String>,
+        /// The user name or `sub` whose tokens and sessions are revoked.
+        #[arg(long, group = "what")]
         user: Option<String>,
         /// Only tokens whose `iss` equals this.
         #[arg(long, requires = "user")]
@@ -204,7 +210,8 @@ pub enum Command {
         /// Tokens issued before this: now (default), Unix seconds or RFC 3339.
         #[arg(long, requires = "user")]
         before: Option<String>,
-        /// Keep the revocation until then (default: before + store.max_token_lifetime).
+        /// Keep the revocation until then (default: before + store.max_token_lifetime;
+        /// a session's: now + login.max_lifetime).
         #[arg(long)]
         expires: Option<String>,
         #[command(flatten)]

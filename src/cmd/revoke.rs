@@ -34,6 +34,7 @@ pub struct AdminArgs {
 #[derive(Debug, Default)]
 pub struct RevokeRequest {
     pub jti: Option<String>,
+    pub session: Option<String>,
     pub user: Option<String>,
     pub issuer: Option<String>,
     pub before: Option<String>,
@@ -114,6 +115,7 @@ pub async fn revoke(args: &AdminArgs, r: RevokeRequest) -> Result<String> {
     let mut body = serde_json::Map::new();
     for (k, v) in [
         ("jti", r.jti),
+        ("session", r.session),
         ("user", r.user),
         ("issuer", r.issuer),
         ("before", r.before.map(|b| time_arg(&b)).transpose()?),
@@ -170,7 +172,7 @@ pub async fn list(args: &AdminArgs, raw: bool) -> Result<String> {
         .and_then(Value::as_array)
         .unwrap_or(&empty);
     let mut out = format!(
-        "{:<32}  {:<5}  {:<40}  {:<20}  {}\n",
+        "{:<32}  {:<7}  {:<40}  {:<20}  {}\n",
         "ID", "KIND", "WHAT", "BEFORE", "EXPIRES"
     );
     let time = |v: Option<&Value>| {
@@ -185,11 +187,12 @@ pub async fn list(args: &AdminArgs, raw: bool) -> Result<String> {
         let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
         let what = match s("kind") {
             "token" => format!("jti={}", s("jti")),
+            "session" => format!("session={}", s("session")),
             _ if r.get("issuer").is_some() => format!("user={} iss={}", s("user"), s("issuer")),
             _ => format!("user={}", s("user")),
         };
         out.push_str(&format!(
-            "{:<32}  {:<5}  {:<40}  {:<20}  {}\n",
+            "{:<32}  {:<7}  {:<40}  {:<20}  {}\n",
             s("id"),
             s("kind"),
             what,

@@ -9,14 +9,15 @@
 //! read of a session's access token on a replica that did not make it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue};
 use tracing::{debug, info, warn};
 
-use super::Login;
 use super::provider::TokenError;
 use super::session::{self, Opened, Record, Session};
+use super::{Login, active};
 use crate::auth::claims::now;
 use crate::auth::{Identity, Verifier, VerifyError};
 use crate::observe::metrics::ResultLabel;
@@ -86,18 +87,25 @@ impl Login {
             self.cfg.max_lifetime.as_secs(),
         ) {
             debug!(user = %s.user, "session over: {why:?}");
+            self.active.gone(&s.sid);
             return Ok(None);
         }
         if let Some(store) = &self.store {
-            match store.revoked_jti(&opened.revocation_id) {
-                Ok(false) => {}
-                Ok(true) => return Ok(None),
+            // The session by its id (a sign-out, an administrator's
+            // revocation), then the user's revocations, as for a token.
+            let revoked = match store.revoked_jti(&opened.revocation_id) {
+                Ok(true) => true,
+                Ok(false) => match store.check(&opened.identity) {
+                    Ok(()) => false,
+                    Err(VerifyError::Revoked) => true,
+                    Err(e) => return Err(GateError::Verify(e)),
+                },
                 Err(e) => return Err(GateError::Verify(e)),
-            }
-            match store.check(&opened.identity) {
-                Ok(()) => {}
-                Err(VerifyError::Revoked) => return Ok(None),
-                Err(e) => return Err(GateError::Verify(e)),
+            };
+            if revoked {
+                debug!(user = %s.user, "session revoked");
+                self.active.gone(&s.sid);
+                return Ok(None);
             }
         }
         let mut current = None;
@@ -158,6 +166,10 @@ impl Login {
         } else {
             None
         };
+        if opened.counted_at.load(Ordering::Relaxed) + active::RECOUNT_EVERY <= now {
+            opened.counted_at.store(now, Ordering::Relaxed);
+            self.active.seen(&s.sid);
+        }
         Ok(Some(SessionHit {
             identity,
             set_cookies,
@@ -178,6 +190,7 @@ impl Login {
             session,
             identity,
             resealed: std::sync::Mutex::new(None),
+            counted_at: AtomicU64::new(0),
         });
         self.opened.insert(sealed.to_owned(), opened.clone());
         Some(opened)
@@ -414,6 +427,7 @@ impl Login {
     /// Revokes a session on every gate and drops its record.
     pub(super) async fn end_session(&self, sid: &str, signed_in: u64) {
         self.access_tokens.invalidate(sid);
+        self.active.gone(sid);
         let Some(store) = &self.store else { return };
         let until = signed_in.saturating_add(self.cfg.max_lifetime.as_secs());
         let (_, outcome) = store

@@ -23,9 +23,26 @@ use crate::auth::Identity;
 /// Claims that mean something only inside the sign-in (or only to the
 /// provider): not kept in the session.
 const DROPPED_CLAIMS: &[&str] = &["nonce", "at_hash", "c_hash", "s_hash"];
+/// What a session's revocation carries before its id, in the `jti`
+/// namespace (stored as a `jti` revocation, so every gate, older ones too,
+/// enforces it the same way).
+const REVOCATION_PREFIX: &str = "session:";
 /// The revocation id of a session (`jti` namespace of its own).
 pub fn revocation_id(sid: &str) -> String {
-    format!("session:{sid}")
+    format!("{REVOCATION_PREFIX}{sid}")
+}
+/// The session id a `jti` revocation names, if it is a session's.
+pub fn sid_of_revocation(jti: &str) -> Option<&str> {
+    jti.strip_prefix(REVOCATION_PREFIX)
+}
+/// Could `sid` be a session id? The gate makes 22 base64url characters; an
+/// administrator's input is held to that alphabet and a sane length, so a
+/// typo is an error rather than a revocation that matches nothing.
+pub fn plausible_sid(sid: &str) -> bool {
+    (16..=64).contains(&sid.len())
+        && sid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 /// The store key of a session's server-side record.
 pub fn record_key(sid: &str) -> String {
@@ -156,6 +173,9 @@ pub struct Opened {
     pub identity: Arc<Identity>,
     pub revocation_id: String,
     pub resealed: std::sync::Mutex<Option<(u64, Vec<http::HeaderValue>)>>,
+    /// When this gate last counted the session as active (Unix seconds;
+    /// 0: not yet), so that counting costs one atomic load per request.
+    pub counted_at: std::sync::atomic::AtomicU64,
 }
 
 /// Why a session does not hold (for the log; the request is then as if it

@@ -163,6 +163,9 @@ pub struct Metrics {
     pub sessions_refreshed: Family<ResultLabel, Counter>,
     /// Sign-outs that ended a session.
     pub logout: Counter,
+    /// Browser sessions this gate saw alive within `login.idle_timeout`
+    /// (set when scraped; see `login::active`).
+    pub sessions_active: Gauge,
 }
 
 impl Default for Metrics {
@@ -298,6 +301,12 @@ impl Metrics {
             "Browser sign-outs that ended a session",
             logout.clone(),
         );
+        let sessions_active = Gauge::default();
+        registry.register(
+            "jwtgate_sessions_active",
+            "Browser sessions that made a request through this gate within login.idle_timeout and were valid then (0 without [login])",
+            sessions_active.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -336,6 +345,7 @@ impl Metrics {
             login,
             sessions_refreshed,
             logout,
+            sessions_active,
             store_up,
             upstream_seconds,
             connections_open,

@@ -87,8 +87,9 @@ impl State {
             verifier.set_revocations(s.clone());
         }
         let issuer = crate::mint::Endpoints::from_config(&config, issuer_runtime)?;
-        let login =
-            crate::login::Login::from_config(&config, store.clone(), metrics)?.map(Arc::new);
+        let login = crate::login::Login::from_config(&config, store.clone(), metrics)?
+            .map(|l| l.keeping(previous.and_then(|p| p.login.as_deref())))
+            .map(Arc::new);
         let gate_cookies = login
             .as_ref()
             .map(|l| l.cookie_patterns().to_vec())

@@ -29,9 +29,14 @@ use crate::config::store::redact_url;
 
 /// How long one command may take before the gate treats Redis as down.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
-/// Backoff between reconnection attempts of the subscription.
+/// Backoff between reconnection attempts of the subscription (and of the
+/// command connection). The cap is what a gate can lag behind a Redis that
+/// has come back: a revocation made right after an outage must reach every
+/// replica about as fast as any other, so the cap stays well under a
+/// second. Two connection attempts a second per gate (a refused TCP
+/// connect each) is no load for Redis, even from many gates.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_millis(400);
 /// Ids per MGET when loading the whole set.
 const LOAD_CHUNK: usize = 1000;
 
@@ -92,6 +97,9 @@ pub struct RedisStore {
     conn: ConnectionManager,
     pub keys: Keys,
     pub shown_url: String,
+    /// Wakes the sync task out of its backoff: a change was queued while
+    /// Redis seemed down, so try now rather than at the next tick.
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -132,11 +140,34 @@ impl RedisStore {
             conn,
             keys: Keys::new(prefix),
             shown_url,
+            wake: tokio::sync::Notify::new(),
         })
     }
 
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// Asks the sync task to reconnect (and write what is queued) now
+    /// instead of at the end of its backoff.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Makes sure the command connection works, once the subscription has
+    /// shown that Redis answers again. The connection manager keeps the
+    /// outcome of its last attempt: the first command after an outage can
+    /// fail on that stale failure (and only starts a new attempt), so one
+    /// failure is retried at once.
+    async fn command_connection(&self) -> Result<(), RedisStoreError> {
+        let mut conn = self.conn.clone();
+        if timed(redis::cmd("PING").query_async::<()>(&mut conn))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        timed(redis::cmd("PING").query_async::<()>(&mut conn)).await
     }
 
     /// Stores one entry (TTL = its remaining lifetime) and tells the other
@@ -300,7 +331,10 @@ async fn resync(
 /// between is missed), then apply each published change; every
 /// `resync` load the whole set again (a missed message heals there) and
 /// ping the subscription (a dead connection is noticed there). Any failure
-/// reconnects with a growing backoff; requests keep using the last set.
+/// reconnects with a growing backoff (at most `MAX_BACKOFF`, cut short by
+/// `RedisStore::wake`); every reconnection loads the whole set again, so
+/// what was written while this gate was away is in it. Requests keep using
+/// the last set meanwhile.
 pub async fn sync(
     store: Arc<RedisStore>,
     mirror: Arc<Mirror>,
@@ -332,7 +366,14 @@ pub async fn sync(
                 }
             }
         }
-        tokio::time::sleep(backoff).await;
+        // A queued change cuts the wait short, but two attempts are never
+        // closer than MIN_BACKOFF (a burst of sign-outs while Redis is down
+        // does not turn into a burst of connections).
+        let ended = tokio::time::Instant::now();
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = store.wake.notified() => tokio::time::sleep_until(ended + MIN_BACKOFF).await,
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
@@ -349,6 +390,7 @@ async fn session(
     let pubsub = timed(store.client.get_async_pubsub()).await?;
     let (mut sink, mut stream) = pubsub.split();
     timed(sink.subscribe(store.keys.channel())).await?;
+    store.command_connection().await?;
     // Changes made here while Redis was away are written first, so that
     // the load below includes them.
     if !on_connect().await {

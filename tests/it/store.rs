@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 use serde_json::{Value, json};
 
+mod convergence;
+
 const SECRET: &str = "store-tests-secret-0123456789abcdef";
 /// The bound for a revocation to reach every gate.
 const PROPAGATION: Duration = Duration::from_secs(1);

@@ -417,3 +417,96 @@ async fn forward_token_on_a_replica_that_did_not_sign_in_reads_the_store() {
         Some(format!("Bearer {token}"))
     );
 }
+
+/// The session id of a cookie value, as `verify-token --session` prints it
+/// with the site's configuration.
+fn sid_of(site: &Site, value: &str) -> String {
+    let config = site.gate.config_path().display().to_string();
+    let out = run_jwtgate(&["verify-token", "--config", &config, "--session", value]).run();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let (_, rest) = out
+        .stdout
+        .split_once("session id ")
+        .unwrap_or_else(|| panic!("no session id in {:?}", out.stdout));
+    rest.split_whitespace().next().unwrap().to_owned()
+}
+
+/// Polls `site` with `cookie` until it answers 401, within [`POLL_LIMIT`].
+async fn refused_within_limit(site: &Site, cookie: &str, what: &str) {
+    let url = site.url("/app/poll");
+    eventually(POLL_LIMIT, what, || async {
+        (fetch_with(&url, cookie).await.status == 401).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_revocation_of_a_session_or_user_reaches_every_replica() {
+    let Some(redis) = Redis::start() else { return };
+    let op = ScriptedOp::start(true).await;
+    let ((pa, _), (pb, _)) = (reserve(), reserve());
+    let (a, b) = two_replicas((pa, pb), &op.issuer, Opts::new(), &redis).await;
+
+    // Two sign-ins of alice: two sessions, both good on both replicas.
+    let mut first = Agent::new();
+    let s = first.sign_in(&a.external, "/app/one", ALICE, "").await;
+    assert_landed(&s, &a.external, "/app/one", "first sign-in");
+    let mut second = Agent::new();
+    let s = second.sign_in(&b.external, "/app/two", ALICE, "").await;
+    assert_landed(&s, &b.external, "/app/two", "second sign-in");
+    let (c1, c2) = (a.cookie_header(&first), b.cookie_header(&second));
+    for site in [&a, &b] {
+        for c in [&c1, &c2] {
+            assert_eq!(fetch_with(&site.url("/app/x"), c).await.status, 200);
+        }
+    }
+
+    // The first session, revoked by id on A's admin listener.
+    let sid = sid_of(&a, &a.session(&first).unwrap());
+    let r = client()
+        .post(a.gate.admin_url("/revocations"))
+        .json(&json!({"session": sid}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["revocation"]["kind"], "session", "{body}");
+    refused_within_limit(&b, &c1, "B refuses the revoked session").await;
+    b.assert_signed_out(&mut b.replaying(&c1), "the revoked session on B")
+        .await;
+    assert_eq!(
+        fetch_with(&b.url("/app/x"), &c2).await.status,
+        200,
+        "alice's other session still works on B"
+    );
+    // B lists it too, as a session.
+    let list: Value = client()
+        .get(b.gate.admin_url("/revocations"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        list["revocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["kind"] == "session" && r["session"] == sid.as_str()),
+        "{list}"
+    );
+
+    // Every session of alice, revoked on B: A refuses the second one too.
+    let r = client()
+        .post(b.gate.admin_url("/revocations"))
+        .json(&json!({"user": ALICE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    refused_within_limit(&a, &c2, "A refuses alice's other session").await;
+    a.assert_signed_out(&mut a.replaying(&c2), "alice's other session on A")
+        .await;
+}
