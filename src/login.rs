@@ -13,8 +13,11 @@
 //! - `session`: what the cookie and the store keep of a session;
 //! - `resolve`: the per-request check and the refresh;
 //! - `endpoints`: `/.jwtgate/login`, `callback`, `logout`, `session`;
+//! - `backchannel`: `/.jwtgate/backchannel-logout` (the provider ends
+//!   sessions, server to server);
 //! - `navigation`: which requests are a person's navigation.
 
+pub mod backchannel;
 pub mod endpoints;
 pub mod flow;
 pub mod jar;

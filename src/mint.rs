@@ -38,6 +38,7 @@ pub use signer::SignError;
 
 #[doc(hidden)]
 pub use endpoints::parse_form;
+pub(crate) use endpoints::read_form;
 
 /// The claim that carries the time of the original login: renewals keep it,
 /// and no renewal reaches past `auth_time + issuer.max_session`. The name is

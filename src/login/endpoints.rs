@@ -5,12 +5,15 @@
 //! scripts who is signed in. Every refusal is a `GateError` answered by
 //! `respond`, as a small page (`Style::Page`) or JSON for `session`.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, ORIGIN, REFERER, REFERRER_POLICY, SET_COOKIE,
 };
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -32,16 +35,23 @@ fn refusal(status: StatusCode, reason: &'static str) -> GateError {
 }
 
 impl Login {
-    /// Answers a request for `path` (normalised, under `/.jwtgate/`).
+    /// Answers a request for `path` (normalised, under `/.jwtgate/`), from
+    /// `client` (the address the failure limits count).
     pub async fn handle(
         &self,
         verifier: &Verifier,
-        method: &Method,
         path: &str,
         query: Option<&str>,
-        headers: &HeaderMap,
+        req: Request<Incoming>,
+        client: IpAddr,
     ) -> Answer {
+        let _ = client;
+        let method = req.method();
+        let headers = req.headers();
         let get = *method == Method::GET || *method == Method::HEAD;
+        if path == "/.jwtgate/backchannel-logout" && *method == Method::POST {
+            return self.backchannel_logout(verifier, req).await.with_no_store();
+        }
         let result = match path {
             "/.jwtgate/login" if get => self.start(verifier, query, headers).await,
             "/.jwtgate/callback" if get => self.callback(verifier, query, headers).await,
@@ -50,12 +60,14 @@ impl Login {
             "/.jwtgate/session" if get => {
                 return self.session_json(verifier, headers).await;
             }
-            "/.jwtgate/login" | "/.jwtgate/callback" | "/.jwtgate/session" | "/.jwtgate/logout" => {
-                Err(refused(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                ))
-            }
+            "/.jwtgate/login"
+            | "/.jwtgate/callback"
+            | "/.jwtgate/session"
+            | "/.jwtgate/logout"
+            | "/.jwtgate/backchannel-logout" => Err(refused(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            )),
             _ => Err(refused(StatusCode::NOT_FOUND, "not_found")),
         };
         match result {
@@ -477,7 +489,7 @@ fn redirect(
 
 impl Answer {
     /// Nothing the sign-in endpoints answer may be cached.
-    fn with_no_store(mut self) -> Self {
+    pub(super) fn with_no_store(mut self) -> Self {
         self.response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

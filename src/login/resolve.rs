@@ -100,6 +100,11 @@ impl Login {
                 Err(e) => return Err(GateError::Verify(e)),
             }
         }
+        // Ended at the provider (a back-channel logout of its sid or sub).
+        if self.ended_by_provider(&opened).map_err(GateError::Verify)? {
+            debug!(user = %s.user, "session ended by the provider");
+            return Ok(None);
+        }
         let mut current = None;
         // A minute ahead, or half the token's life when it is shorter.
         let ahead = REFRESH_AHEAD.min(s.access_exp.saturating_sub(s.obtained) / 2);
@@ -174,6 +179,7 @@ impl Login {
         let session: Session = serde_json::from_slice(&plain).ok()?;
         let identity = Arc::new(session.identity(&self.cfg.issuer));
         let opened = Arc::new(Opened {
+            provider_principals: super::backchannel::session_principals(&session),
             revocation_id: session::revocation_id(&session.sid),
             session,
             identity,

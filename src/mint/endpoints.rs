@@ -95,8 +95,13 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Byt
     }
 }
 
-/// A form body (`application/x-www-form-urlencoded`, else 400), its fields.
-async fn read_form(req: Request<Incoming>, max: usize) -> Result<Vec<(String, String)>, GateError> {
+/// A form body (`application/x-www-form-urlencoded`, else 400), its fields
+/// (at most 32, none repeated), of at most `max` bytes within 10 s. Also
+/// read by the sign-in endpoints of `login`.
+pub(crate) async fn read_form(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<Vec<(String, String)>, GateError> {
     let (headers, body) = read_body(req, max).await?;
     if media_type(&headers) != "application/x-www-form-urlencoded" {
         return Err(GateError::bad_request(

@@ -1,6 +1,8 @@
 //! Browser sign-in (`[login]`, src/login/): OpenID Connect sign-in with sealed session cookies, against the real provider of tests/browser/, a scripted one, and headless Chromium.
 
 mod access_log;
+mod backchannel;
+mod backchannel_replicas;
 mod browser;
 mod common;
 mod config;
