@@ -45,14 +45,32 @@ impl Login {
         req: Request<Incoming>,
         client: IpAddr,
     ) -> Answer {
-        let _ = client;
         let method = req.method();
         let headers = req.headers();
         let get = *method == Method::GET || *method == Method::HEAD;
-        if path == "/.jwtgate/backchannel-logout" && *method == Method::POST {
+        let post = *method == Method::POST;
+        let builtin = self.is_builtin();
+        if path == "/.jwtgate/backchannel-logout" && post && !builtin {
             return self.backchannel_logout(verifier, req).await.with_no_store();
         }
+        if path == "/.jwtgate/login"
+            && post
+            && let Some(page) = &self.builtin
+        {
+            return Answer {
+                response: self.builtin_sign_in(page, req, client).await,
+                reason: "login_endpoint",
+            }
+            .with_no_store();
+        }
         let result = match path {
+            "/.jwtgate/callback" | "/.jwtgate/backchannel-logout" if builtin => {
+                Err(refused(StatusCode::NOT_FOUND, "not_found"))
+            }
+            "/.jwtgate/login" if get && builtin => match &self.builtin {
+                Some(page) => Ok(self.builtin_form(page, query, headers)),
+                None => Err(refused(StatusCode::SERVICE_UNAVAILABLE, "no_page")),
+            },
             "/.jwtgate/login" if get => self.start(verifier, query, headers).await,
             "/.jwtgate/callback" if get => self.callback(verifier, query, headers).await,
             "/.jwtgate/logout" if get => Ok(self.logout_page(verifier).await),
@@ -311,11 +329,11 @@ impl Login {
     /// and its `form-action` allows the provider's sign-out page, which the
     /// POST redirects to (browsers apply `form-action` to redirects too).
     async fn logout_page(&self, verifier: &Verifier) -> Response<Full<Bytes>> {
-        let provider = verifier
-            .provider_endpoints(&self.cfg.issuer)
-            .await
-            .ok()
-            .and_then(|e| e.end_session_endpoint.as_deref().and_then(origin_of));
+        let provider = match self.is_builtin() {
+            true => None,
+            false => verifier.provider_endpoints(&self.cfg.issuer).await.ok(),
+        }
+        .and_then(|e| e.end_session_endpoint.as_deref().and_then(origin_of));
         let mut resp = page_response(
             StatusCode::OK,
             "<!doctype html>\n<meta charset=\"utf-8\">\n<title>Sign out</title>\n\
@@ -380,7 +398,12 @@ impl Login {
         self.end_session(&s.sid, s.signed_in).await;
         self.metrics.logout.inc();
         info!(user = %s.user, "signed out");
-        let location = match verifier.provider_endpoints(&self.cfg.issuer).await {
+        // The built-in page has no provider to sign out of.
+        let provider = match self.is_builtin() {
+            true => Err(crate::auth::VerifyError::UntrustedIssuer),
+            false => verifier.provider_endpoints(&self.cfg.issuer).await,
+        };
+        let location = match provider {
             Ok(e) => match &e.end_session_endpoint {
                 Some(end) => {
                     let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -499,7 +522,7 @@ impl Answer {
 
 /// `scheme://host[:port]` of an absolute URL, for a CSP source (None when
 /// it has characters a CSP source cannot carry).
-fn origin_of(u: &str) -> Option<String> {
+pub(super) fn origin_of(u: &str) -> Option<String> {
     let url = url::Url::parse(u).ok()?;
     let o = url.origin().ascii_serialization();
     (o != "null" && !o.contains([';', ',', ' ', '\'', '"'])).then_some(o)

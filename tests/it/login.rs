@@ -4,6 +4,7 @@ mod access_log;
 mod backchannel;
 mod backchannel_replicas;
 mod browser;
+mod builtin;
 mod common;
 mod config;
 mod flow;

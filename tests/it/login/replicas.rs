@@ -74,13 +74,13 @@ impl Redis {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     /// Runs one command over a fresh connection; the reply's strings (a
     /// bulk string or status as one, an array of bulk strings as many).
-    fn command(&self, args: &[&str]) -> Vec<String> {
+    pub(super) fn command(&self, args: &[&str]) -> Vec<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut req = format!("*{}\r\n", args.len());
