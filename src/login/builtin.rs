@@ -236,9 +236,11 @@ impl Login {
             _ => false,
         };
         if !matches {
+            // This browser's own token again (a new one if it has none):
+            // the form it gets now, and its other tabs', work.
             let resp = self.fresh_form(
                 page,
-                &HeaderMap::new(),
+                &headers,
                 Some(STALE_FORM),
                 &return_to,
                 StatusCode::FORBIDDEN,

@@ -294,6 +294,12 @@ async fn a_form_without_this_browsers_token_is_refused_with_403() {
     let p = site.post(&mut mine, &their_fields, ALICE, PASSWORD).await;
     assert_form_again(&p, 403, "another browser's token");
     assert!(!p.body.contains(BAD_CREDENTIALS));
+    let mine_again = hidden_inputs(&p.body);
+    assert_eq!(
+        hidden(&mine_again, "csrf"),
+        hidden(&my_fields, "csrf"),
+        "the 403 form carries this browser's own token"
+    );
     // No token at all.
     let rd_only = vec![("rd".to_string(), "/app/x".to_string())];
     let p = site.post(&mut theirs, &rd_only, ALICE, PASSWORD).await;
@@ -312,6 +318,10 @@ async fn a_form_without_this_browsers_token_is_refused_with_403() {
     let (_, _) = site.form(&mut fresh, None).await;
     let p = site.post(&mut fresh, &again, ALICE, PASSWORD).await;
     assert_eq!(p.status, 403, "a token of a form shown to another browser");
+    // The browser that was refused signs in with the form it got back.
+    let p = site.post(&mut mine, &mine_again, ALICE, PASSWORD).await;
+    assert_eq!(p.status, 303, "{}", p.describe());
+    assert_eq!(p.location_raw(), Some(site.url("/app/x")));
 }
 
 /// The parts of an answer that must not differ between a wrong user and a
@@ -398,7 +408,13 @@ async fn signing_in_goes_back_to_rd_with_a_session_the_upstream_sees() {
     assert_eq!(who["claims"]["sub"], ALICE);
     assert_eq!(who["claims"]["iss"], "jwtgate");
     assert_eq!(who["claims"]["role"], "editor");
-    assert!(who["expires_at"].as_u64().is_some());
+    // No refresh: it ends at idle_timeout (default 30 minutes) unless used.
+    let ends = who["expires_at"].as_i64().expect("expires_at");
+    assert!(
+        (now() + 1790..=now() + 1800).contains(&ends),
+        "expires_at {ends}, now {}",
+        now()
+    );
 
     // Sign-out: no provider, straight to post_logout_redirect; the old
     // cookie is refused afterwards.
