@@ -13,9 +13,14 @@
 //! - `session`: what the cookie and the store keep of a session;
 //! - `resolve`: the per-request check and the refresh;
 //! - `endpoints`: `/.jwtgate/login`, `callback`, `logout`, `session`;
+//! - `backchannel`: `/.jwtgate/backchannel-logout` (the provider ends
+//!   sessions, server to server);
+//! - `builtin`: the gate's own sign-in page (`provider = "builtin"`);
 //! - `navigation`: which requests are a person's navigation.
 
 pub mod active;
+pub mod backchannel;
+pub mod builtin;
 pub mod endpoints;
 pub mod flow;
 pub mod jar;
@@ -29,7 +34,7 @@ pub mod session;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::login::LoginConfig;
+use crate::config::login::{LoginConfig, LoginProvider};
 use crate::config::{Config, ConfigError};
 use crate::observe::metrics::Metrics;
 use crate::store::Store;
@@ -67,6 +72,12 @@ pub struct Login {
     /// The sessions seen alive lately (`jwtgate_sessions_active`); kept
     /// across reloads.
     active: Arc<active::ActiveSessions>,
+    /// `provider = "builtin"`: the gate's own sign-in page (None for the
+    /// command line, which only opens cookies).
+    builtin: Option<builtin::Page>,
+    /// The `iss` of the sessions' identity: `login.issuer`, or
+    /// `issuer.issuer` for the built-in page.
+    session_issuer: String,
 }
 
 impl std::fmt::Debug for Login {
@@ -81,10 +92,13 @@ impl std::fmt::Debug for Login {
 
 impl Login {
     /// Builds `[login]` from `config` (None when the table is absent).
+    /// `runtime` (the users file and failure counters of `mint`) serves the
+    /// built-in page; without it (the command line) the page is not built.
     pub fn from_config(
         config: &Config,
         store: Option<Arc<Store>>,
         metrics: Arc<Metrics>,
+        runtime: Option<Arc<crate::mint::Runtime>>,
     ) -> Result<Option<Login>, ConfigError> {
         let Some(cfg) = &config.login else {
             return Ok(None);
@@ -133,7 +147,19 @@ impl Login {
             .find(|i| i.issuer == cfg.issuer)
             .and_then(|i| i.ca_file.as_deref());
         let tokens = provider::TokenClient::new(&cfg.client_id, secret.as_deref(), ca_file)?;
+        let builtin = match (cfg.provider, runtime) {
+            (LoginProvider::Builtin, Some(rt)) => {
+                Some(builtin::Page::from_config(config, cfg, rt)?)
+            }
+            _ => None,
+        };
+        let session_issuer = match cfg.provider {
+            LoginProvider::Builtin => config.issuer.issuer.clone(),
+            LoginProvider::Oidc => cfg.issuer.clone(),
+        };
         Ok(Some(Login {
+            builtin,
+            session_issuer,
             redirect_uri: format!("{origin}/.jwtgate/callback"),
             flow_prefix: flow::cookie_prefix(&cfg.cookie_name),
             origin,
@@ -294,7 +320,7 @@ impl Login {
         claims.entry("sub").or_insert_with(|| user.into());
         claims
             .entry("iss")
-            .or_insert_with(|| self.cfg.issuer.clone().into());
+            .or_insert_with(|| self.session_issuer.clone().into());
         claims.entry("iat").or_insert_with(|| now.into());
         let sid = crate::random::token(16).map_err(|e| e.to_string())?;
         let s = session::Session {
@@ -317,6 +343,11 @@ impl Login {
             return Err("the session is larger than one cookie: fewer claims".into());
         }
         Ok(format!("{}={value}", self.cfg.cookie_name))
+    }
+
+    /// Does the gate sign people in itself (`provider = "builtin"`)?
+    fn is_builtin(&self) -> bool {
+        self.cfg.provider == LoginProvider::Builtin
     }
 
     /// `Location` for a path of this gate.

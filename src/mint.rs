@@ -5,7 +5,9 @@
 //! documents that let another gate trust this one.
 //!
 //! The pieces: `users` (the htpasswd file and its last good copy),
-//! `limiter` (failure counters), `signer` (the key), `endpoints` (HTTP),
+//! `limiter` (failure counters), `passwords` (the one credential check
+//! under those limits, also used by the gate's own sign-in page),
+//! `signer` (the key), `endpoints` (HTTP),
 //! `discovery` (JWKS and openid-configuration).
 //!
 //! Folder `mint/`: uses `store`, `respond`, `auth`, `net`, `config`,
@@ -15,12 +17,12 @@ mod discovery;
 mod endpoints;
 pub(crate) mod keygen;
 pub mod limiter;
+pub mod passwords;
 pub(crate) mod shared_limits;
 pub mod signer;
 pub mod users;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +32,8 @@ use crate::auth::claims::now;
 use crate::config::{Config, ConfigError};
 use crate::uri::normalize_path;
 
-use limiter::{Limiter, Thresholds};
+use limiter::Limiter;
+use passwords::Passwords;
 use signer::Signer;
 use users::UserStore;
 
@@ -38,6 +41,7 @@ pub use signer::SignError;
 
 #[doc(hidden)]
 pub use endpoints::parse_form;
+pub(crate) use endpoints::read_form;
 
 /// The claim that carries the time of the original login: renewals keep it,
 /// and no renewal reaches past `auth_time + issuer.max_session`. The name is
@@ -313,8 +317,8 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
 /// The token endpoints of one configuration generation.
 pub struct Endpoints {
     runtime: Arc<Runtime>,
+    passwords: Passwords,
     signer: Signer,
-    users_file: PathBuf,
     issuer: String,
     token_path: String,
     login_path: String,
@@ -328,7 +332,6 @@ pub struct Endpoints {
     max_session: u64,
     leeway: u64,
     claims: BTreeMap<String, Map<String, Value>>,
-    thresholds: Thresholds,
     max_body: usize,
 }
 
@@ -349,20 +352,13 @@ impl Endpoints {
                 "the issuer needs a signing key: set issuer.signing_key_file or auth.secret",
             )
         })?;
-        let Some(users_file) = i.users_file.clone() else {
+        if i.users_file.is_none() {
             return Err(invalid(
                 "issuer.users_file",
                 "must be set when issuer.enabled",
             ));
-        };
-        runtime
-            .users
-            .load_now(&users_file)
-            .map_err(|e| ConfigError::Invalid {
-                key: "issuer.users_file".into(),
-                origin: users_file.display().to_string(),
-                message: e.to_string(),
-            })?;
+        }
+        let passwords = Passwords::from_config(config, runtime.clone())?;
         let norm = |key: &str, p: &str| {
             normalize_path(p)
                 .map(|p| p.into_owned())
@@ -390,8 +386,8 @@ impl Endpoints {
             .collect();
         Ok(Some(Endpoints {
             runtime,
+            passwords,
             signer,
-            users_file,
             issuer: i.issuer.clone(),
             token_path,
             login_path,
@@ -404,11 +400,6 @@ impl Endpoints {
             max_session: i.max_session.as_secs(),
             leeway: config.auth.leeway.as_secs(),
             claims: i.claims.clone(),
-            thresholds: Thresholds {
-                max_user_failures: i.max_failures,
-                max_address_failures: i.max_failures_per_address,
-                window: i.failure_window,
-            },
             max_body: i.max_body_bytes,
         }))
     }

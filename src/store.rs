@@ -259,6 +259,21 @@ impl Store {
         Ok(self.mirror.load().revokes_jti(jti))
     }
 
+    /// `revocation::RevocationSet::revokes_principal` on the mirror (in
+    /// memory); `Err` once it is older than `store.max_stale`.
+    pub fn revoked_principal(
+        &self,
+        principal: &str,
+        iss: Option<&str>,
+        issued_at: u64,
+    ) -> Result<bool, VerifyError> {
+        if self.max_stale_ms > 0 && self.mirror.stale_ms() > self.max_stale_ms {
+            return Err(VerifyError::RevocationsStale { retry_after: 5 });
+        }
+        let set = self.mirror.load();
+        Ok(!set.is_empty() && set.revokes_principal(principal, iss, issued_at))
+    }
+
     /// Keeps `value` under `key` for `ttl`, for every gate of this store.
     pub async fn put_record(
         &self,

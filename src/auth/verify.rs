@@ -102,11 +102,15 @@ fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).filter(|c| !c.is_control()).collect()
 }
 
-/// The issuer and client an ID token must be for.
+/// The issuer and client an ID token (or a logout token) must be for.
 #[derive(Clone, Copy)]
 struct IdTokenOf<'a> {
     issuer: &'a str,
     client_id: &'a str,
+    /// A back-channel logout token: `typ`, when present, must be
+    /// `logout+jwt` or `JWT`, and it need not name a user (`sid` alone is
+    /// enough).
+    logout: bool,
 }
 
 /// Verifies tokens for one configuration generation.
@@ -231,8 +235,40 @@ impl Verifier {
         issuer: &str,
         client_id: &str,
     ) -> Result<Identity, VerifyError> {
-        self.verify_uncached(token, Some(IdTokenOf { issuer, client_id }))
-            .await
+        self.verify_uncached(
+            token,
+            Some(IdTokenOf {
+                issuer,
+                client_id,
+                logout: false,
+            }),
+        )
+        .await
+    }
+
+    /// Verifies an OpenID Connect back-channel logout token of `issuer` for
+    /// `client_id` (Back-Channel Logout 1.0 §2.6 items 3-5): the issuer's
+    /// keys and algorithms (never HS*, never `none`), `iss`, `aud` =
+    /// `client_id`, `exp` (required) / `nbf` / `iat` not in the future,
+    /// and `typ`, when present, `logout+jwt` or `JWT`. The identity's user
+    /// is `sub` (or empty: a token may name only a `sid`). Never cached.
+    /// The caller checks `events`, `jti`, `nonce`, `sid`/`sub` and the age
+    /// of `iat`.
+    pub async fn verify_logout_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        client_id: &str,
+    ) -> Result<Identity, VerifyError> {
+        self.verify_uncached(
+            token,
+            Some(IdTokenOf {
+                issuer,
+                client_id,
+                logout: true,
+            }),
+        )
+        .await
     }
 
     async fn verify_uncached(
@@ -310,6 +346,17 @@ impl Verifier {
                 {
                     return Err(VerifyError::WrongType);
                 }
+                // Back-Channel Logout 1.0 §2.4: explicit typing keeps an ID
+                // token (or any other JWT of the issuer) from being taken
+                // for a logout token; plain `JWT` is allowed for providers
+                // that type every token so.
+                if id_token.is_some_and(|t| t.logout)
+                    && header.typ.is_some()
+                    && !typ_matches(header.typ.as_deref(), "logout+jwt")
+                    && !typ_matches(header.typ.as_deref(), "JWT")
+                {
+                    return Err(VerifyError::WrongType);
+                }
                 let keys = issuer.keys_for(header.alg, header.kid.as_deref()).await?;
                 let verified = keys
                     .iter()
@@ -327,7 +374,16 @@ impl Verifier {
         };
         let exp = claims::check_times(&claims, now, self.leeway)?;
         claims::check_audience(&claims, audiences)?;
-        let user = claims::username(&claims, &self.username_claims)?;
+        let user = match id_token {
+            // A logout token speaks of a provider session (`sid`) or a
+            // subject (`sub`), not of a user name.
+            Some(t) if t.logout => claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            _ => claims::username(&claims, &self.username_claims)?,
+        };
         Ok(Identity {
             user,
             claims,

@@ -299,13 +299,14 @@ pub fn create_token(
     let lifetime = Duration::from_secs(minutes.saturating_mul(60));
     if session {
         let metrics = std::sync::Arc::new(crate::observe::metrics::Metrics::new());
-        let login = crate::login::Login::from_config(config, None, metrics)?.ok_or_else(|| {
-            crate::config::ConfigError::invalid(
-                "login",
-                "configuration",
-                "create-token --session needs a [login] table",
-            )
-        })?;
+        let login =
+            crate::login::Login::from_config(config, None, metrics, None)?.ok_or_else(|| {
+                crate::config::ConfigError::invalid(
+                    "login",
+                    "configuration",
+                    "create-token --session needs a [login] table",
+                )
+            })?;
         return login
             .mint_cookie(user, claims, lifetime)
             .map_err(anyhow::Error::msg);

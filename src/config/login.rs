@@ -73,6 +73,13 @@ pub struct LoginConfig {
     pub redirect_hosts: Vec<String>,
     pub post_logout_redirect: String,
     pub on_missing: OnMissing,
+    /// `builtin`: the sign-in page's title (default "Sign in").
+    pub page_title: Option<String>,
+    /// `builtin`: a CSS file inlined into the sign-in page (read at load
+    /// and reload).
+    #[serde(with = "super::types::optional_path")]
+    #[schemars(with = "String")]
+    pub stylesheet_file: Option<PathBuf>,
 }
 
 impl Default for LoginConfig {
@@ -92,6 +99,8 @@ impl Default for LoginConfig {
             redirect_hosts: Vec::new(),
             post_logout_redirect: "/".into(),
             on_missing: OnMissing::Auto,
+            page_title: None,
+            stylesheet_file: None,
         }
     }
 }
@@ -130,45 +139,9 @@ pub(super) fn validate(c: &super::Config) -> Vec<(String, String)> {
     let Some(l) = &c.login else {
         return errors;
     };
-    if l.provider == LoginProvider::Builtin {
-        err(
-            "login.provider",
-            "\"builtin\" (the gate's own sign-in page) is not available in this version; use \"oidc\""
-                .into(),
-        );
-    }
-    if l.issuer.is_empty() {
-        err(
-            "login.issuer",
-            "must name the OpenID provider's issuer".into(),
-        );
-    } else {
-        match c.auth.issuers.iter().find(|i| i.issuer == l.issuer) {
-            None => err(
-                "login.issuer",
-                format!(
-                    "{:?} is not the issuer of any [[auth.issuers]] entry (its keys verify the ID token)",
-                    l.issuer
-                ),
-            ),
-            Some(i) if !i.jwks_uri.is_empty() || i.jwks_file.is_some() || i.public_key_file.is_some() => err(
-                "login.issuer",
-                "its [[auth.issuers]] entry must use discovery (no jwks_uri, jwks_file or public_key_file): the discovery document names the sign-in endpoints".into(),
-            ),
-            Some(_) => {}
-        }
-    }
-    if l.client_id.is_empty() {
-        err("login.client_id", "must be set".into());
-    }
-    if !l.client_secret.is_empty() && l.client_secret_file.is_some() {
-        err(
-            "login.client_secret",
-            "set client_secret or client_secret_file, not both".into(),
-        );
-    }
-    if !l.scopes.iter().any(|s| s == "openid") {
-        err("login.scopes", "must include \"openid\"".into());
+    match l.provider {
+        LoginProvider::Builtin => validate_builtin(c, l, &mut err),
+        LoginProvider::Oidc => validate_oidc(c, l, &mut err),
     }
     if let Err(m) = check_external_url(&l.external_url) {
         err("login.external_url", m);
@@ -236,6 +209,101 @@ pub(super) fn validate(c: &super::Config) -> Vec<(String, String)> {
         }
     }
     errors
+}
+
+/// `provider = "oidc"`: the provider and the client.
+fn validate_oidc(c: &super::Config, l: &LoginConfig, err: &mut impl FnMut(&str, String)) {
+    if l.issuer.is_empty() {
+        err(
+            "login.issuer",
+            "must name the OpenID provider's issuer".into(),
+        );
+    } else {
+        match c.auth.issuers.iter().find(|i| i.issuer == l.issuer) {
+            None => err(
+                "login.issuer",
+                format!(
+                    "{:?} is not the issuer of any [[auth.issuers]] entry (its keys verify the ID token)",
+                    l.issuer
+                ),
+            ),
+            Some(i) if !i.jwks_uri.is_empty() || i.jwks_file.is_some() || i.public_key_file.is_some() => err(
+                "login.issuer",
+                "its [[auth.issuers]] entry must use discovery (no jwks_uri, jwks_file or public_key_file): the discovery document names the sign-in endpoints".into(),
+            ),
+            Some(_) => {}
+        }
+    }
+    if l.client_id.is_empty() {
+        err("login.client_id", "must be set".into());
+    }
+    if !l.client_secret.is_empty() && l.client_secret_file.is_some() {
+        err(
+            "login.client_secret",
+            "set client_secret or client_secret_file, not both".into(),
+        );
+    }
+    if !l.scopes.iter().any(|s| s == "openid") {
+        err("login.scopes", "must include \"openid\"".into());
+    }
+    for (key, set) in [
+        ("login.page_title", l.page_title.is_some()),
+        ("login.stylesheet_file", l.stylesheet_file.is_some()),
+    ] {
+        if set {
+            err(
+                key,
+                "only the built-in sign-in page (provider = \"builtin\") has one; the provider's pages are styled there".into(),
+            );
+        }
+    }
+}
+
+/// The longest `login.page_title`.
+pub const MAX_PAGE_TITLE: usize = 200;
+
+/// `provider = "builtin"`: the users file and the failure limits of
+/// `[issuer]`; none of the provider's keys.
+fn validate_builtin(c: &super::Config, l: &LoginConfig, err: &mut impl FnMut(&str, String)) {
+    if c.issuer.users_file.is_none() {
+        err(
+            "issuer.users_file",
+            "must be set: login.provider = \"builtin\" signs in the users of this file".into(),
+        );
+    }
+    for (key, set) in [
+        ("login.issuer", !l.issuer.is_empty()),
+        ("login.client_id", !l.client_id.is_empty()),
+        ("login.client_secret", !l.client_secret.is_empty()),
+        ("login.client_secret_file", l.client_secret_file.is_some()),
+    ] {
+        if set {
+            err(
+                key,
+                "is not used with login.provider = \"builtin\" (the gate signs people in itself): remove it".into(),
+            );
+        }
+    }
+    if c.issuer.max_failures == 0 {
+        err("issuer.max_failures", "must be at least 1".into());
+    }
+    if c.issuer.max_failures_per_address == 0 {
+        err(
+            "issuer.max_failures_per_address",
+            "must be at least 1".into(),
+        );
+    }
+    if c.issuer.failure_window.is_zero() {
+        err("issuer.failure_window", "must be at least 1s".into());
+    }
+    if let Some(t) = &l.page_title
+        && (t.trim().is_empty() || t.len() > MAX_PAGE_TITLE || t.chars().any(char::is_control))
+    {
+        err(
+            "login.page_title",
+            format!("must be one line of text, at most {MAX_PAGE_TITLE} bytes"),
+        );
+    }
 }
 
 /// RFC 6265 cookie-name: an RFC 9110 token.

@@ -397,7 +397,12 @@ impl Config {
             }
         }
         let issuer_signs = self.issuer.enabled && self.issuer.signing_key_file.is_some();
-        if !s.is_configured() && self.auth.issuers.is_empty() && !issuer_signs {
+        // The built-in sign-in page is a credential of its own: sessions.
+        let builtin_login = self
+            .login
+            .as_ref()
+            .is_some_and(|l| l.provider == super::login::LoginProvider::Builtin);
+        if !s.is_configured() && self.auth.issuers.is_empty() && !issuer_signs && !builtin_login {
             errors.push(ConfigError::Invalid {
                 key: "auth".into(),
                 origin: sources.file_label(),

@@ -5,12 +5,15 @@
 //! scripts who is signed in. Every refusal is a `GateError` answered by
 //! `respond`, as a small page (`Style::Page`) or JSON for `session`.
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, LOCATION, ORIGIN, REFERER, REFERRER_POLICY, SET_COOKIE,
 };
-use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -32,17 +35,42 @@ fn refusal(status: StatusCode, reason: &'static str) -> GateError {
 }
 
 impl Login {
-    /// Answers a request for `path` (normalised, under `/.jwtgate/`).
+    /// Answers a request for `path` (normalised, under `/.jwtgate/`), from
+    /// `client` (the address the failure limits count).
     pub async fn handle(
         &self,
         verifier: &Verifier,
-        method: &Method,
         path: &str,
         query: Option<&str>,
-        headers: &HeaderMap,
+        req: Request<Incoming>,
+        client: IpAddr,
     ) -> Answer {
+        let method = req.method();
+        let headers = req.headers();
         let get = *method == Method::GET || *method == Method::HEAD;
+        let post = *method == Method::POST;
+        let builtin = self.is_builtin();
+        if path == "/.jwtgate/backchannel-logout" && post && !builtin {
+            return self.backchannel_logout(verifier, req).await.with_no_store();
+        }
+        if path == "/.jwtgate/login"
+            && post
+            && let Some(page) = &self.builtin
+        {
+            return Answer {
+                response: self.builtin_sign_in(page, req, client).await,
+                reason: "login_endpoint",
+            }
+            .with_no_store();
+        }
         let result = match path {
+            "/.jwtgate/callback" | "/.jwtgate/backchannel-logout" if builtin => {
+                Err(refused(StatusCode::NOT_FOUND, "not_found"))
+            }
+            "/.jwtgate/login" if get && builtin => match &self.builtin {
+                Some(page) => Ok(self.builtin_form(page, query, headers)),
+                None => Err(refused(StatusCode::SERVICE_UNAVAILABLE, "no_page")),
+            },
             "/.jwtgate/login" if get => self.start(verifier, query, headers).await,
             "/.jwtgate/callback" if get => self.callback(verifier, query, headers).await,
             "/.jwtgate/logout" if get => Ok(self.logout_page(verifier).await),
@@ -50,12 +78,14 @@ impl Login {
             "/.jwtgate/session" if get => {
                 return self.session_json(verifier, headers).await;
             }
-            "/.jwtgate/login" | "/.jwtgate/callback" | "/.jwtgate/session" | "/.jwtgate/logout" => {
-                Err(refused(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                ))
-            }
+            "/.jwtgate/login"
+            | "/.jwtgate/callback"
+            | "/.jwtgate/session"
+            | "/.jwtgate/logout"
+            | "/.jwtgate/backchannel-logout" => Err(refused(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            )),
             _ => Err(refused(StatusCode::NOT_FOUND, "not_found")),
         };
         match result {
@@ -299,11 +329,11 @@ impl Login {
     /// and its `form-action` allows the provider's sign-out page, which the
     /// POST redirects to (browsers apply `form-action` to redirects too).
     async fn logout_page(&self, verifier: &Verifier) -> Response<Full<Bytes>> {
-        let provider = verifier
-            .provider_endpoints(&self.cfg.issuer)
-            .await
-            .ok()
-            .and_then(|e| e.end_session_endpoint.as_deref().and_then(origin_of));
+        let provider = match self.is_builtin() {
+            true => None,
+            false => verifier.provider_endpoints(&self.cfg.issuer).await.ok(),
+        }
+        .and_then(|e| e.end_session_endpoint.as_deref().and_then(origin_of));
         let mut resp = page_response(
             StatusCode::OK,
             "<!doctype html>\n<meta charset=\"utf-8\">\n<title>Sign out</title>\n\
@@ -368,7 +398,12 @@ impl Login {
         self.end_session(&s.sid, s.signed_in).await;
         self.metrics.logout.inc();
         info!(user = %s.user, "signed out");
-        let location = match verifier.provider_endpoints(&self.cfg.issuer).await {
+        // The built-in page has no provider to sign out of.
+        let provider = match self.is_builtin() {
+            true => Err(crate::auth::VerifyError::UntrustedIssuer),
+            false => verifier.provider_endpoints(&self.cfg.issuer).await,
+        };
+        let location = match provider {
             Ok(e) => match &e.end_session_endpoint {
                 Some(end) => {
                     let mut q = url::form_urlencoded::Serializer::new(String::new());
@@ -477,7 +512,7 @@ fn redirect(
 
 impl Answer {
     /// Nothing the sign-in endpoints answer may be cached.
-    fn with_no_store(mut self) -> Self {
+    pub(super) fn with_no_store(mut self) -> Self {
         self.response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -487,7 +522,7 @@ impl Answer {
 
 /// `scheme://host[:port]` of an absolute URL, for a CSP source (None when
 /// it has characters a CSP source cannot carry).
-fn origin_of(u: &str) -> Option<String> {
+pub(super) fn origin_of(u: &str) -> Option<String> {
     let url = url::Url::parse(u).ok()?;
     let o = url.origin().ascii_serialization();
     (o != "null" && !o.contains([';', ',', ' ', '\'', '"'])).then_some(o)

@@ -108,6 +108,11 @@ impl Login {
                 return Ok(None);
             }
         }
+        // Ended at the provider (a back-channel logout of its sid or sub).
+        if self.ended_by_provider(&opened).map_err(GateError::Verify)? {
+            debug!(user = %s.user, "session ended by the provider");
+            return Ok(None);
+        }
         let mut current = None;
         // A minute ahead, or half the token's life when it is shorter.
         let ahead = REFRESH_AHEAD.min(s.access_exp.saturating_sub(s.obtained) / 2);
@@ -152,7 +157,8 @@ impl Login {
             }
             _ => (opened.identity.clone(), Vec::new()),
         };
-        let bearer = if self.forward_token {
+        // The built-in page's sessions have no access token to forward.
+        let bearer = if self.forward_token && !self.is_builtin() {
             let token = match current.as_ref().and_then(|r| r.access_token.clone()) {
                 Some(t) => Some(t),
                 None => self.access_token(&s.sid).await,
@@ -184,8 +190,9 @@ impl Login {
         }
         let plain = self.keys.open(self.cfg.cookie_name.as_bytes(), sealed)?;
         let session: Session = serde_json::from_slice(&plain).ok()?;
-        let identity = Arc::new(session.identity(&self.cfg.issuer));
+        let identity = Arc::new(session.identity(&self.session_issuer));
         let opened = Arc::new(Opened {
+            provider_principals: super::backchannel::session_principals(&session),
             revocation_id: session::revocation_id(&session.sid),
             session,
             identity,

@@ -171,6 +171,9 @@ impl std::fmt::Debug for Record {
 pub struct Opened {
     pub session: Session,
     pub identity: Arc<Identity>,
+    /// The provider's session and subject as back-channel logouts name
+    /// them (see `backchannel`).
+    pub provider_principals: Vec<String>,
     pub revocation_id: String,
     pub resealed: std::sync::Mutex<Option<(u64, Vec<http::HeaderValue>)>>,
     /// When this gate last counted the session as active (Unix seconds;

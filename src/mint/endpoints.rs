@@ -5,7 +5,6 @@
 //! carries the `x-jwtgate-error` marker like the gate's other answers.
 //! Passwords and tokens are never logged; user names are, escaped.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,13 +18,12 @@ use tracing::{info, warn};
 mod logout;
 
 use super::discovery;
-use super::limiter::slowdown;
+use super::passwords::Refusal;
 use super::users::MAX_USER_BYTES;
 use super::{Endpoints, Issued, SESSION_CLAIM};
 use crate::auth::Verifier;
 use crate::auth::bearer::{self, TokenSource};
 use crate::auth::claims::now;
-use crate::mint::shared_limits as counters;
 use crate::net::server::ConnInfo;
 use crate::observe::metrics::{EndpointLabels, Metrics};
 use crate::respond::{GateError, Style, respond};
@@ -45,13 +43,7 @@ fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     resp
 }
 
-/// A user name fit for a log line: bounded, without control characters.
-fn log_name(user: &str) -> String {
-    user.chars()
-        .take(64)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
+use super::passwords::log_name;
 
 /// The media type of a request, lower-case, without parameters.
 fn media_type(headers: &HeaderMap) -> String {
@@ -95,8 +87,13 @@ async fn read_body(req: Request<Incoming>, max: usize) -> Result<(HeaderMap, Byt
     }
 }
 
-/// A form body (`application/x-www-form-urlencoded`, else 400), its fields.
-async fn read_form(req: Request<Incoming>, max: usize) -> Result<Vec<(String, String)>, GateError> {
+/// A form body (`application/x-www-form-urlencoded`, else 400), its fields
+/// (at most 32, none repeated), of at most `max` bytes within 10 s. Also
+/// read by the sign-in endpoints of `login`.
+pub(crate) async fn read_form(
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<Vec<(String, String)>, GateError> {
     let (headers, body) = read_body(req, max).await?;
     if media_type(&headers) != "application/x-www-form-urlencoded" {
         return Err(GateError::bad_request(
@@ -159,16 +156,6 @@ impl std::fmt::Debug for Credentials {
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
-}
-
-/// Why credentials were not accepted.
-enum Refusal {
-    /// Too many failures: wait this long.
-    Limited(Duration),
-    /// Unknown user or wrong password (never said which).
-    BadCredentials,
-    /// The users file is not loaded (cannot happen after a good start).
-    NoUsers,
 }
 
 impl Endpoints {
@@ -312,7 +299,8 @@ impl Endpoints {
             "username",
         )?;
         let user = creds.user.clone();
-        self.check(&creds, conn.peer.ip(), "token")
+        self.passwords
+            .check(&creds.user, &creds.password, conn.peer.ip(), "token")
             .await
             .map_err(|r| match r {
                 Refusal::BadCredentials => GateError::endpoint(
@@ -362,7 +350,8 @@ impl Endpoints {
             }
         };
         let user = creds.user.clone();
-        self.check(&creds, conn.peer.ip(), "login")
+        self.passwords
+            .check(&creds.user, &creds.password, conn.peer.ip(), "login")
             .await
             .map_err(refusal_failure)?;
         let issued = self.issue(&user, now(), "login")?;
@@ -413,12 +402,7 @@ impl Endpoints {
             ));
         }
         // A user removed from the file loses the session at the next renewal.
-        let known = self
-            .runtime
-            .users
-            .current(&self.users_file)
-            .await
-            .is_some_and(|u| u.contains(user));
+        let known = self.passwords.knows(user).await;
         if !known {
             warn!(target: "jwtgate::issuer", user = %log_name(user), "renew refused: user no longer in the users file");
             return Err(unauthorized("the user is no longer known"));
@@ -451,65 +435,6 @@ impl Endpoints {
         })?;
         info!(target: "jwtgate::issuer", user = %log_name(user), via, expires = issued.exp, "token issued");
         Ok(issued)
-    }
-
-    /// Checks credentials under the failure limits: refused outright when
-    /// locked out (no hash computed), slowed down after each failure.
-    async fn check(
-        &self,
-        creds: &Credentials,
-        ip: IpAddr,
-        via: &'static str,
-    ) -> Result<(), Refusal> {
-        let rt = &self.runtime;
-        let users = rt.users.current(&self.users_file).await;
-        // A name that is not a user may be a password typed into the wrong
-        // field: only known names are logged.
-        let known = users.as_ref().is_some_and(|u| u.contains(&creds.user));
-        let shown = if known {
-            log_name(&creds.user)
-        } else {
-            "<unknown user>".into()
-        };
-        // Shared through Redis when configured (issue 14), local otherwise.
-        let redis = rt.store().and_then(|s| s.redis());
-        let attempt = match counters::begin(redis, &rt.limiter, &creds.user, ip, &self.thresholds)
-            .await
-        {
-            Ok((a, delay)) => {
-                // Past the per-address limit: slowed down, never refused.
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                a
-            }
-            Err(wait) => {
-                warn!(target: "jwtgate::issuer", user = %shown, client = %ip, via, "login refused: too many failures");
-                return Err(Refusal::Limited(wait));
-            }
-        };
-        let Some(users) = users else {
-            counters::succeeded(redis, &rt.limiter, attempt).await;
-            return Err(Refusal::NoUsers);
-        };
-        // An unknown user is checked against the dummy hash: same work,
-        // same time, same answer as a wrong password.
-        let (hash, known) = users.hash_for(&creds.user);
-        let password = creds.password.clone();
-        let verified = match rt.hashing.acquire().await {
-            Ok(_permit) => tokio::task::spawn_blocking(move || hash.verify(&password))
-                .await
-                .unwrap_or(false),
-            Err(_) => false,
-        };
-        if verified && known {
-            counters::succeeded(redis, &rt.limiter, attempt).await;
-            return Ok(());
-        }
-        let failures = counters::failed(&rt.limiter, attempt);
-        warn!(target: "jwtgate::issuer", user = %shown, client = %ip, via, failures, "login failed");
-        tokio::time::sleep(slowdown(failures)).await;
-        Err(Refusal::BadCredentials)
     }
 }
 

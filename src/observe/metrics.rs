@@ -159,6 +159,8 @@ pub struct Metrics {
     pub store_up: Gauge,
     /// Browser sign-ins by result (`ok`, or why the callback was refused).
     pub login: Family<ResultLabel, Counter>,
+    /// Back-channel logout requests by result (`ok`, or why refused).
+    pub backchannel_logout: Family<ResultLabel, Counter>,
     /// Session refreshes at the provider by result.
     pub sessions_refreshed: Family<ResultLabel, Counter>,
     /// Sign-outs that ended a session.
@@ -289,6 +291,12 @@ impl Metrics {
             "Browser sign-ins (callbacks), by result: ok, or the reason the callback was refused",
             login.clone(),
         );
+        let backchannel_logout = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "jwtgate_backchannel_logout",
+            "Back-channel logout requests from the OpenID provider, by result: ok, or why refused",
+            backchannel_logout.clone(),
+        );
         let sessions_refreshed = Family::<ResultLabel, Counter>::default();
         registry.register(
             "jwtgate_sessions_refreshed",
@@ -343,6 +351,7 @@ impl Metrics {
         let forward_auth = listener(FORWARD_AUTH);
         Metrics {
             login,
+            backchannel_logout,
             sessions_refreshed,
             logout,
             sessions_active,

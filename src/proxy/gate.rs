@@ -214,7 +214,7 @@ async fn run(
         && path.starts_with(crate::login::RESERVED_PREFIX)
     {
         let answer = login
-            .handle(&state.verifier, req.method(), &path, query, req.headers())
+            .handle(&state.verifier, &path, query, req, view.client)
             .await;
         return Ok((answer.response.map(Either::Right), Allow::Login));
     }

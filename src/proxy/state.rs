@@ -86,10 +86,15 @@ impl State {
         if let Some(s) = &store {
             verifier.set_revocations(s.clone());
         }
+        let login = crate::login::Login::from_config(
+            &config,
+            store.clone(),
+            metrics,
+            Some(issuer_runtime.clone()),
+        )?
+        .map(|l| l.keeping(previous.and_then(|p| p.login.as_deref())))
+        .map(Arc::new);
         let issuer = crate::mint::Endpoints::from_config(&config, issuer_runtime)?;
-        let login = crate::login::Login::from_config(&config, store.clone(), metrics)?
-            .map(|l| l.keeping(previous.and_then(|p| p.login.as_deref())))
-            .map(Arc::new);
         let gate_cookies = login
             .as_ref()
             .map(|l| l.cookie_patterns().to_vec())

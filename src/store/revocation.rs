@@ -161,6 +161,17 @@ impl RevocationSet {
         self.jtis.contains(jti)
     }
 
+    /// Is `principal` (a user rule's name, matched exactly) revoked, for
+    /// what `iss` issued at `issued_at`? The browser sessions' provider
+    /// keys (a back-channel logout's `sid` or `sub`) are such names.
+    pub fn revokes_principal(&self, principal: &str, iss: Option<&str>, issued_at: u64) -> bool {
+        self.users.get(principal).is_some_and(|rules| {
+            rules.iter().any(|(issuer, before)| {
+                issuer.as_deref().is_none_or(|want| iss == Some(want)) && issued_at <= *before
+            })
+        })
+    }
+
     /// Does a revocation here apply to this verified token?
     pub fn revokes(&self, id: &Identity) -> bool {
         if let Some(Value::String(jti)) = id.claims.get("jti")
@@ -268,6 +279,25 @@ mod tests {
         assert!(set.revokes(&identity(
             json!({"user": "bob", "sub": "bob-sub", "iat": 5})
         )));
+    }
+
+    #[test]
+    fn principals_by_name_issuer_and_time() {
+        let set = RevocationSet::from_entries([Revocation::new(
+            Rule::User {
+                user: "backchannel-sid:s1".into(),
+                issuer: Some("https://idp".into()),
+                before: 1000,
+            },
+            0,
+            100,
+        )]);
+        assert!(set.revokes_principal("backchannel-sid:s1", Some("https://idp"), 1000));
+        assert!(set.revokes_principal("backchannel-sid:s1", Some("https://idp"), 5));
+        assert!(!set.revokes_principal("backchannel-sid:s1", Some("https://idp"), 1001));
+        assert!(!set.revokes_principal("backchannel-sid:s1", Some("https://other"), 5));
+        assert!(!set.revokes_principal("backchannel-sid:s1", None, 5));
+        assert!(!set.revokes_principal("backchannel-sid:s2", Some("https://idp"), 5));
     }
 
     #[test]

@@ -35,13 +35,13 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// A redis-server of its own, without persistence; killed (its whole
 /// process group) on drop. (A copy of tests/it/store.rs's, whose is private.)
-struct Redis {
+pub(super) struct Redis {
     port: u16,
     _group: ProcessGroup,
 }
 
 impl Redis {
-    fn start() -> Option<Redis> {
+    pub(super) fn start() -> Option<Redis> {
         let program: PathBuf = require_program("redis-server")?;
         let port = free_port();
         let group = ProcessGroup::spawn(
@@ -74,13 +74,13 @@ impl Redis {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
     /// Runs one command over a fresh connection; the reply's strings (a
     /// bulk string or status as one, an array of bulk strings as many).
-    fn command(&self, args: &[&str]) -> Vec<String> {
+    pub(super) fn command(&self, args: &[&str]) -> Vec<String> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut req = format!("*{}\r\n", args.len());
@@ -122,7 +122,7 @@ fn replica_opts(o: Opts, redis: &Redis, key: [u8; 32]) -> Opts {
 
 /// The gate's client at provider.mjs, with the callback and post-logout
 /// URLs of every replica.
-fn client_of_replicas(externals: &[&str]) -> Value {
+pub(super) fn client_of_replicas(externals: &[&str]) -> Value {
     let mut c = client_config(externals[0]);
     c["redirect_uris"] = externals
         .iter()
@@ -134,7 +134,7 @@ fn client_of_replicas(externals: &[&str]) -> Value {
 
 /// Waits until the gate's store says it is up and in sync (its
 /// subscription open), as tests/it/store.rs does.
-async fn store_up(site: &Site) {
+pub(super) async fn store_up(site: &Site) {
     let url = site.gate.admin_url("/readyz");
     eventually(Duration::from_secs(10), "the store to be up", || async {
         let body: Value = client().get(&url).send().await.ok()?.json().await.ok()?;
@@ -145,7 +145,12 @@ async fn store_up(site: &Site) {
 
 /// Two replicas for `issuer` (ports reserved by the caller), both up with
 /// the store.
-async fn two_replicas(ports: (u16, u16), issuer: &str, o: Opts, redis: &Redis) -> (Site, Site) {
+pub(super) async fn two_replicas(
+    ports: (u16, u16),
+    issuer: &str,
+    o: Opts,
+    redis: &Redis,
+) -> (Site, Site) {
     let o = replica_opts(o, redis, new_key());
     let a = Site::start(ports.0, issuer, o.clone()).await;
     let b = Site::start(ports.1, issuer, o).await;
@@ -155,7 +160,7 @@ async fn two_replicas(ports: (u16, u16), issuer: &str, o: Opts, redis: &Redis) -
 }
 
 /// A same-origin `fetch()` to `url` with exactly this `Cookie` header.
-async fn fetch_with(url: &str, cookie: &str) -> Page {
+pub(super) async fn fetch_with(url: &str, cookie: &str) -> Page {
     let mut headers: Vec<(&str, &str)> = FETCH.to_vec();
     headers.push(("cookie", cookie));
     Agent::new().send("GET", url, &headers, None).await
