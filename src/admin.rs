@@ -4,12 +4,14 @@
 //! ones are accepted from a loopback peer, or from anywhere with
 //! `admin.token` presented as a bearer token; others get 403.
 //!
-//! Folder `admin/`: the admin listener (here), `revocations` (the API) and
-//! `forward_auth` (the decision-only listener); uses `proxy`, `store`,
+//! Folder `admin/`: the admin listener (here), `revocations` (the API),
+//! `sessions` (the listing of browser sessions) and `forward_auth` (the
+//! decision-only listener); uses `proxy`, `store`,
 //! `respond`, `auth`, `net`, `config`, `observe` and the leaves.
 
 pub(crate) mod forward_auth;
 pub(crate) mod revocations;
+pub(crate) mod sessions;
 
 use std::sync::Arc;
 
@@ -53,10 +55,12 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let state = shared.current();
-    // The revocation endpoints, reads included, are for operators only.
+    // The revocation and session endpoints, reads included, are for
+    // operators only.
     let guarded = req.method() == Method::POST
         || req.method() == Method::DELETE
-        || crate::admin::revocations::handles(req.uri().path());
+        || crate::admin::revocations::handles(req.uri().path())
+        || crate::admin::sessions::handles(req.uri().path());
     if guarded
         && !may_mutate(
             conn.peer.ip(),
@@ -144,6 +148,9 @@ pub(crate) async fn handle(
         }
         (_, p) if crate::admin::revocations::handles(p) => {
             crate::admin::revocations::handle(&state, req).await
+        }
+        (_, p) if crate::admin::sessions::handles(p) => {
+            crate::admin::sessions::handle(&state, &req)
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/keys/refresh") => json_response(
             StatusCode::METHOD_NOT_ALLOWED,

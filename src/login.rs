@@ -204,6 +204,16 @@ impl Login {
         self.active.count()
     }
 
+    /// The sessions this gate has seen alive within `idle_timeout` (the
+    /// admin `GET /sessions`).
+    pub fn list_active(
+        &self,
+        user: Option<&str>,
+        max: usize,
+    ) -> (Vec<(String, active::Seen)>, bool) {
+        self.active.list(user, max)
+    }
+
     /// Default lifetime of a session's revocation: no session outlives
     /// `max_lifetime` from now.
     pub fn max_lifetime(&self) -> Duration {

@@ -174,7 +174,14 @@ impl Login {
         };
         if opened.counted_at.load(Ordering::Relaxed) + active::RECOUNT_EVERY <= now {
             opened.counted_at.store(now, Ordering::Relaxed);
-            self.active.seen(&s.sid);
+            self.active.seen(
+                &s.sid,
+                active::Seen {
+                    user: s.user.clone(),
+                    signed_in: s.signed_in,
+                    last_seen: now,
+                },
+            );
         }
         Ok(Some(SessionHit {
             identity,

@@ -254,3 +254,73 @@ async fn bad_session_revocations_are_refused_with_a_reason() {
     }
     assert_eq!(f.fetch(&f.alice1).await, 200, "nothing was revoked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sessions_this_gate_served_are_listed_by_user_and_leave_the_list_when_revoked() {
+    let f = fixture().await;
+    // Nothing is listed before a session has made a request here.
+    let list = |query: &'static str| {
+        let url = f.gate.admin_url(&format!("/sessions{query}"));
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = list("").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sessions"], json!([]));
+    for c in [&f.alice1, &f.alice2, &f.bob] {
+        assert_eq!(f.fetch(c).await, 200);
+    }
+    let (_, body) = list("").await;
+    let listed = body["sessions"].as_array().unwrap();
+    assert_eq!(listed.len(), 3, "{body}");
+    assert_eq!(body["truncated"], json!(false));
+    let (sid1, sid2, sid_bob) = (f.sid(&f.alice1), f.sid(&f.alice2), f.sid(&f.bob));
+    let ids = |b: &Value| -> Vec<String> {
+        let mut v: Vec<String> = b["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["session"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want = vec![sid1.clone(), sid2.clone(), sid_bob.clone()];
+    want.sort();
+    assert_eq!(ids(&body), want);
+    assert!(listed.iter().all(|s| s["last_seen"].as_u64().unwrap() > 0));
+    // One user's sessions.
+    let (_, alice) = list("?user=alice").await;
+    let mut want = vec![sid1.clone(), sid2.clone()];
+    want.sort();
+    assert_eq!(ids(&alice), want);
+    assert!(
+        alice["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["user"] == "alice")
+    );
+    // A session revoked by its listed id is refused and leaves the list.
+    let r = client()
+        .post(f.gate.admin_url("/revocations"))
+        .json(&json!({"session": sid1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    assert_eq!(f.fetch(&f.alice1).await, 401);
+    let (_, after) = list("?user=alice").await;
+    assert_eq!(ids(&after), vec![sid2]);
+    // Bad queries and methods.
+    assert_eq!(list("?user=a&user=b").await.0, 400);
+    assert_eq!(list("?who=alice").await.0, 400);
+    let r = client()
+        .delete(f.gate.admin_url("/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
