@@ -180,8 +180,11 @@ async fn answer(
     }
     // The sign-in endpoints are the gate's own (the ingress routes them to
     // the proxy listener): a middleware in front of the whole site lets
-    // them through, or signing in would itself need a session.
-    if state.login.is_some() && path.starts_with(crate::login::RESERVED_PREFIX) {
+    // them through, or signing in would itself need a session. Only those
+    // paths: anything else under the prefix is decided like any request,
+    // so an ingress that sent the prefix to the app by mistake would not
+    // open the app's `/.jwtgate/...` to everyone.
+    if state.login.is_some() && crate::login::endpoints::is_endpoint(&path) {
         return Ok((empty(), Allow::Login.reason(), None));
     }
     let decision = match decide(state, &method, headers, &path, uri.query(), route).await {

@@ -30,6 +30,20 @@ pub struct Answer {
     pub reason: &'static str,
 }
 
+/// The paths of the sign-in endpoints (whatever the method and provider).
+pub const PATHS: &[&str] = &[
+    "/.jwtgate/login",
+    "/.jwtgate/callback",
+    "/.jwtgate/logout",
+    "/.jwtgate/session",
+    "/.jwtgate/backchannel-logout",
+];
+
+/// Is `path` (normalised) one of the sign-in endpoints?
+pub fn is_endpoint(path: &str) -> bool {
+    PATHS.contains(&path)
+}
+
 fn refusal(status: StatusCode, reason: &'static str) -> GateError {
     GateError::Login(LoginRefusal { status, reason })
 }

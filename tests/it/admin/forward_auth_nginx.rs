@@ -357,6 +357,16 @@ async fn traefik_gets_a_302_to_sign_in_and_nginx_a_401_with_the_url() {
         assert_eq!(r.status(), 200, "{uri}");
         assert!(r.headers().get("x-auth-user").is_none());
     }
+    // Only those: another path under the prefix is decided like any other
+    // (here: a navigation without a session is sent to sign in).
+    for uri in ["/.jwtgate/admin", "/.jwtgate/login/extra", "/.jwtgate/"] {
+        let r = ask(
+            &gate,
+            &with(&[("x-forwarded-method", "GET"), ("x-forwarded-uri", uri)]),
+        )
+        .await;
+        assert_ne!(r.status(), 200, "{uri}");
+    }
 
     // A session cookie (sealed with the gate's keys) is decided as the
     // proxy decides it: 200 with the identity headers.
