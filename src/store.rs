@@ -141,14 +141,21 @@ impl Store {
     /// every token once the mirror is older than `store.max_stale`.
     #[inline]
     pub fn check(&self, id: &Identity) -> Result<(), VerifyError> {
-        if self.max_stale_ms > 0 && self.mirror.stale_ms() > self.max_stale_ms {
-            return Err(VerifyError::RevocationsStale { retry_after: 5 });
-        }
-        let set = self.mirror.load();
+        let set = self.fresh_set()?;
         if !set.is_empty() && set.revokes(id) {
             return Err(VerifyError::Revoked);
         }
         Ok(())
+    }
+
+    /// The mirrored set, or the refusal once it is older than
+    /// `store.max_stale` (every per-request check goes through here).
+    #[inline]
+    fn fresh_set(&self) -> Result<arc_swap::Guard<Arc<RevocationSet>>, VerifyError> {
+        if self.max_stale_ms > 0 && self.mirror.stale_ms() > self.max_stale_ms {
+            return Err(VerifyError::RevocationsStale { retry_after: 5 });
+        }
+        Ok(self.mirror.load())
     }
 
     pub fn redis(&self) -> Option<&RedisStore> {
@@ -253,10 +260,7 @@ impl Store {
     /// Is the revocation id `jti` (a token's `jti`, or a browser session's
     /// id) revoked? In memory only, like `check`.
     pub fn revoked_jti(&self, jti: &str) -> Result<bool, VerifyError> {
-        if self.max_stale_ms > 0 && self.mirror.stale_ms() > self.max_stale_ms {
-            return Err(VerifyError::RevocationsStale { retry_after: 5 });
-        }
-        Ok(self.mirror.load().revokes_jti(jti))
+        Ok(self.fresh_set()?.revokes_jti(jti))
     }
 
     /// `revocation::RevocationSet::revokes_principal` on the mirror (in
@@ -267,10 +271,7 @@ impl Store {
         iss: Option<&str>,
         issued_at: u64,
     ) -> Result<bool, VerifyError> {
-        if self.max_stale_ms > 0 && self.mirror.stale_ms() > self.max_stale_ms {
-            return Err(VerifyError::RevocationsStale { retry_after: 5 });
-        }
-        let set = self.mirror.load();
+        let set = self.fresh_set()?;
         Ok(!set.is_empty() && set.revokes_principal(principal, iss, issued_at))
     }
 

@@ -111,6 +111,7 @@ impl Login {
         // Ended at the provider (a back-channel logout of its sid or sub).
         if self.ended_by_provider(&opened).map_err(GateError::Verify)? {
             debug!(user = %s.user, "session ended by the provider");
+            self.active.gone(&s.sid);
             return Ok(None);
         }
         let mut current = None;

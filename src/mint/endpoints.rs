@@ -18,7 +18,7 @@ use tracing::{info, warn};
 mod logout;
 
 use super::discovery;
-use super::passwords::Refusal;
+use super::passwords::{Refusal, log_name};
 use super::users::MAX_USER_BYTES;
 use super::{Endpoints, Issued, SESSION_CLAIM};
 use crate::auth::Verifier;
@@ -42,8 +42,6 @@ fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
         .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp
 }
-
-use super::passwords::log_name;
 
 /// The media type of a request, lower-case, without parameters.
 fn media_type(headers: &HeaderMap) -> String {

@@ -165,9 +165,16 @@ impl RevocationSet {
     /// what `iss` issued at `issued_at`? The browser sessions' provider
     /// keys (a back-channel logout's `sid` or `sub`) are such names.
     pub fn revokes_principal(&self, principal: &str, iss: Option<&str>, issued_at: u64) -> bool {
-        self.users.get(principal).is_some_and(|rules| {
+        self.user_revoked(principal, iss, issued_at as f64)
+    }
+
+    /// A user rule for `name` covers what `iss` issued at `issued_at`:
+    /// the one test of user rules, for tokens and sessions alike.
+    fn user_revoked(&self, name: &str, iss: Option<&str>, issued_at: f64) -> bool {
+        self.users.get(name).is_some_and(|rules| {
             rules.iter().any(|(issuer, before)| {
-                issuer.as_deref().is_none_or(|want| iss == Some(want)) && issued_at <= *before
+                issuer.as_deref().is_none_or(|want| iss == Some(want))
+                    && issued_at <= *before as f64
             })
         })
     }
@@ -198,11 +205,7 @@ impl RevocationSet {
         [Some(id.user.as_str()), sub]
             .into_iter()
             .flatten()
-            .filter_map(|u| self.users.get(u))
-            .flatten()
-            .any(|(issuer, before)| {
-                issuer.as_deref().is_none_or(|want| iss == Some(want)) && iat <= *before as f64
-            })
+            .any(|u| self.user_revoked(u, iss, iat))
     }
 }
 

@@ -179,9 +179,7 @@ impl Affinity {
             home.park(c);
         }
     }
-}
 
-impl Affinity {
     /// Polls the connection (`ConnState` is the connection task's companion).
     pub(crate) fn poll_drive(&self, cx: &mut Context<'_>) {
         let mut slot = self.lock();
@@ -196,13 +194,9 @@ impl Affinity {
 impl Drop for Affinity {
     fn drop(&mut self) {
         // The client connection has closed: its upstream connection serves
-        // the next one.
-        let slot = self.slot.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = slot.take()
-            && let Some(home) = c.home.upgrade()
-        {
-            home.park(c);
-        }
+        // the next one (if its last response was read to the end, which
+        // `park` checks).
+        self.release(true);
     }
 }
 
@@ -325,33 +319,32 @@ impl Affine {
         }
         let mut fresh = false;
         loop {
-            let had = affinity.lock().is_some();
-            if had {
-                let ready = std::future::poll_fn(|cx| {
-                    let mut slot = affinity.lock();
-                    let Some(c) = slot.as_mut() else {
-                        return Poll::Ready(false);
-                    };
-                    if !c.drive(cx) {
+            // Ready, or gone (none in the slot, or closed: the slot is
+            // emptied).
+            let ready = std::future::poll_fn(|cx| {
+                let mut slot = affinity.lock();
+                let Some(c) = slot.as_mut() else {
+                    return Poll::Ready(false);
+                };
+                if !c.drive(cx) {
+                    *slot = None;
+                    return Poll::Ready(false);
+                }
+                match c.sender.poll_ready(cx) {
+                    Poll::Ready(Ok(())) => Poll::Ready(true),
+                    Poll::Ready(Err(_)) => {
                         *slot = None;
-                        return Poll::Ready(false);
+                        Poll::Ready(false)
                     }
-                    match c.sender.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => Poll::Ready(true),
-                        Poll::Ready(Err(_)) => {
-                            *slot = None;
-                            Poll::Ready(false)
-                        }
-                        Poll::Pending => Poll::Pending,
-                    }
-                })
-                .await;
-                if ready {
-                    return Ok(!fresh);
+                    Poll::Pending => Poll::Pending,
                 }
-                if fresh {
-                    return Err(Failure::Connect("upstream closed a new connection".into()));
-                }
+            })
+            .await;
+            if ready {
+                return Ok(!fresh);
+            }
+            if fresh {
+                return Err(Failure::Connect("upstream closed a new connection".into()));
             }
             let (c, made) = self.obtain().await?;
             fresh = made;
